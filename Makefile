@@ -1,0 +1,121 @@
+# judgeq — build, test, install.
+#
+#   make              build everything into build/ (runs `make deps` first)
+#   make test         build and run the whole suite; ends with "N passed, N failed"
+#   make SANITIZE=1 test   the same under AddressSanitizer + UBSan (build/asan/)
+#   make deps         install the Debian packages judgeq needs, only if missing
+#
+# Sources are found by wildcard: a new .c file in kernels/, engine/ or client/
+# is part of its library without editing this file. Files named *_avx512.c are
+# compiled with the AVX-512 flags; everything else is portable C17 and must
+# not assume them (the ISA is chosen at run time).
+
+ROOT      := $(abspath .)
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BLAS_DIR  := /usr/lib/$(MULTIARCH)/openblas-pthread
+BLAS_INC  := /usr/include/$(MULTIARCH)/openblas-pthread
+
+# B is the build directory (override to keep several builds apart).
+ifeq ($(SANITIZE),1)
+  B        ?= build/asan
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+  B        ?= build
+  SANFLAGS :=
+endif
+
+CC       ?= cc
+OPT      ?= -O2
+CFLAGS   := -std=c17 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fPIC \
+            -I$(ROOT)/kernels -I$(ROOT)/engine -I$(ROOT)/client -I$(BLAS_INC) \
+            -MMD -MP $(SANFLAGS) $(EXTRA_CFLAGS)
+AVX512FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 \
+            -mavx512vnni -mfma -mf16c -mbmi2
+LDFLAGS  := -pthread $(SANFLAGS) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
+BLAS_LIB := -lopenblas
+LIBS     := $(BLAS_LIB) $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson) -lm
+TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+KERNEL_SRC := $(wildcard kernels/*.c)
+ENGINE_SRC := $(wildcard engine/*.c)
+CLI_SRC    := $(wildcard client/*.c)
+TEST_SRC   := $(wildcard tests/test_*.c)
+TEST_HELPER_SRC := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+KERNEL_OBJ := $(call obj,$(KERNEL_SRC))
+ENGINE_OBJ := $(call obj,$(ENGINE_SRC))
+CLI_OBJ    := $(call obj,$(CLI_SRC))
+CLI_MAIN   := $(B)/obj/client/judgeq_main.o
+CLI_LIBOBJ := $(filter-out $(CLI_MAIN),$(CLI_OBJ))
+TEST_HELPER_OBJ := $(call obj,$(TEST_HELPER_SRC))
+TEST_BIN   := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
+
+KERNEL_LIB := $(B)/lib/libjudgeq-kernels.a
+ENGINE_LIB := $(B)/lib/libjudgeq-engine.a
+CLI_LIB    := $(B)/lib/libjudgeq-cli.a
+JUDGEQ     := $(B)/bin/judgeq
+
+.PHONY: all deps test clean check-format format
+all: deps
+	@$(MAKE) --no-print-directory build-all
+
+.PHONY: build-all
+build-all: $(JUDGEQ) $(TEST_BIN)
+
+# Debian packages the build and the tests need. Installed only when missing;
+# as root directly, otherwise through sudo.
+DEB_PACKAGES := gcc make pkg-config libopenblas-pthread-dev libjansson-dev \
+                libcmocka-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler \
+                libhwloc-dev libsystemd-dev valgrind
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; } || \
+	  { echo "make deps: could not install:$$missing" >&2; exit 1; }; \
+	fi
+
+$(B)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512FLAGS) -c $< -o $@
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(KERNEL_LIB): $(KERNEL_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(ENGINE_LIB): $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(CLI_LIB): $(CLI_LIBOBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(JUDGEQ): $(CLI_MAIN) $(CLI_LIB) $(ENGINE_LIB) $(KERNEL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/tests/%: $(B)/obj/tests/%.o $(TEST_HELPER_OBJ) $(CLI_LIB) $(ENGINE_LIB) $(KERNEL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(TEST_LIBS)
+
+# The suite runs every test binary twice: with the ISA the CPU offers and
+# with JUDGEQ_ISA=scalar, so both kernel paths carry the whole engine.
+test: all
+	@JUDGEQ_BUILD=$(ROOT)/$(B) JUDGEQ_ROOT=$(ROOT) bash tests/run.sh $(TEST_BIN)
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i $(KERNEL_SRC) $(ENGINE_SRC) $(CLI_SRC) $(TEST_SRC) kernels/*.h engine/*.h client/*.h
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

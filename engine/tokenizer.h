@@ -1,0 +1,68 @@
+/* tokenizer.h — the vocabulary of a GGUF model and its tokenizers.
+ *
+ * Read from GGUF metadata (tokenizer.ggml.*). This issue implements
+ * tokenizer.ggml.model = "llama" (SentencePiece-style: the leading-space
+ * rule, merges by score, byte fallback <0xNN>), exactly as llama.cpp's SPM
+ * tokenizer does. Other models load (so a file's vocabulary can still be
+ * detokenized) but jq_tokenize() reports them as unsupported.
+ */
+#ifndef JQ_TOKENIZER_H
+#define JQ_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+
+typedef enum {
+    JQ_VOCAB_SPM = 1, /* tokenizer.ggml.model = llama */
+    JQ_VOCAB_BPE = 2, /* tokenizer.ggml.model = gpt2 */
+} jq_vocab_kind;
+
+/* tokenizer.ggml.token_type values (llama.cpp's llama_token_type). */
+enum {
+    JQ_TOKEN_UNDEFINED = 0,
+    JQ_TOKEN_NORMAL = 1,
+    JQ_TOKEN_UNKNOWN = 2,
+    JQ_TOKEN_CONTROL = 3,
+    JQ_TOKEN_USER_DEFINED = 4,
+    JQ_TOKEN_UNUSED = 5,
+    JQ_TOKEN_BYTE = 6,
+};
+
+typedef struct jq_vocab jq_vocab;
+
+/* Loads the vocabulary from g's metadata. It copies what it needs, so g may
+ * be closed afterwards. NULL with a message in err on failure. */
+jq_vocab *jq_vocab_load(const jq_gguf *g, char *err, size_t errlen);
+void jq_vocab_free(jq_vocab *v);
+
+jq_vocab_kind jq_vocab_kind_of(const jq_vocab *v);
+int32_t jq_vocab_size(const jq_vocab *v);
+int32_t jq_vocab_bos(const jq_vocab *v); /* -1 when none */
+int32_t jq_vocab_eos(const jq_vocab *v); /* -1 when none */
+bool jq_vocab_add_bos(const jq_vocab *v); /* what llama.cpp does by default */
+/* Raw token text as stored (e.g. "▁the", "<0x0A>"); NULL when out of range. */
+const char *jq_vocab_token_text(const jq_vocab *v, int32_t id);
+int32_t jq_vocab_token_type(const jq_vocab *v, int32_t id);
+
+/* Tokenizes text[0..len) (UTF-8; invalid bytes go through byte fallback).
+ * Special-token text is not parsed. add_bos prepends BOS (when the vocab
+ * has one). On success returns 0 and *ids (malloc'd, caller frees) / *n.
+ * On failure returns -1 with a message in err. */
+int jq_tokenize(const jq_vocab *v, const char *text, size_t len, bool add_bos,
+                int32_t **ids, size_t *n, char *err, size_t errlen);
+
+/* The text of one token as it appears in output: SPM "▁" becomes a space,
+ * byte tokens <0xNN> become that byte, control tokens (BOS/EOS) give "".
+ * Writes at most buflen bytes (no NUL added) and returns the full length,
+ * or -1 for an id out of range. */
+int jq_token_to_piece(const jq_vocab *v, int32_t id, char *buf,
+                      size_t buflen);
+
+/* Concatenated pieces of ids[0..n) into a malloc'd NUL-terminated string;
+ * NULL on allocation failure or an id out of range. */
+char *jq_detokenize(const jq_vocab *v, const int32_t *ids, size_t n);
+
+#endif

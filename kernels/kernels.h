@@ -1,0 +1,235 @@
+/* kernels.h — judgeq's numeric primitives.
+ *
+ * Every kernel here has a portable scalar reference (jq_ref_*) that is the
+ * specification, and an AVX-512 path (jq_avx512_*) that must agree with it.
+ * The public entry points (jq_*) dispatch to one or the other according to
+ * the ISA chosen once by jq_kernels_init(): AVX-512 when the CPU and the OS
+ * support it (CPUID + XGETBV), unless JUDGEQ_ISA=scalar forces the reference
+ * everywhere.
+ *
+ * Nothing in kernels/ does I/O or creates threads. Work that callers split
+ * across threads is expressed as row ranges [r0, r1).
+ *
+ * Layout conventions (the same as ggml/GGUF):
+ *   a weight matrix with GGUF shape [ne0 = cols, ne1 = rows] is stored row
+ *   major, each row holding `cols` elements of its type (quantized types in
+ *   blocks along the row). A matrix-vector product is y[r] = dot(W[r,:], x).
+ *   Activations are F32 and row major: X (M x K) has row i at X + i*K.
+ */
+#ifndef JQ_KERNELS_H
+#define JQ_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------ ISA */
+
+typedef enum {
+    JQ_ISA_SCALAR = 0,
+    JQ_ISA_AVX512 = 1, /* F, BW, VL, DQ (+ BF16 and VNNI where they help) */
+} jq_isa;
+
+/* Detects the ISA once (thread-safe, idempotent) and returns the one in use.
+ * JUDGEQ_ISA=scalar forces the reference; JUDGEQ_ISA=avx512 on a CPU without
+ * it falls back to scalar (jq_kernels_isa() tells). */
+jq_isa jq_kernels_init(void);
+jq_isa jq_kernels_isa(void);
+/* True when this CPU + OS can run the AVX-512 paths (tests use it to decide
+ * whether the jq_avx512_* functions may be called directly). */
+bool jq_cpu_has_avx512(void);
+/* Forces an ISA (tests only; AVX-512 is refused when unsupported). Returns
+ * the ISA now in effect. */
+jq_isa jq_kernels_force_isa(jq_isa isa);
+const char *jq_isa_name(jq_isa isa);
+
+/* ---------------------------------------------------------------- types */
+
+/* ggml type ids, as stored in GGUF tensor infos. */
+enum jq_type {
+    JQ_TYPE_F32 = 0,
+    JQ_TYPE_F16 = 1,
+    JQ_TYPE_Q4_0 = 2,
+    JQ_TYPE_Q4_1 = 3,
+    JQ_TYPE_Q5_0 = 6,
+    JQ_TYPE_Q5_1 = 7,
+    JQ_TYPE_Q8_0 = 8,
+    JQ_TYPE_Q8_1 = 9,
+    JQ_TYPE_Q2_K = 10,
+    JQ_TYPE_Q3_K = 11,
+    JQ_TYPE_Q4_K = 12,
+    JQ_TYPE_Q5_K = 13,
+    JQ_TYPE_Q6_K = 14,
+    JQ_TYPE_Q8_K = 15,
+    JQ_TYPE_IQ2_XXS = 16,
+    JQ_TYPE_IQ2_XS = 17,
+    JQ_TYPE_IQ3_XXS = 18,
+    JQ_TYPE_IQ1_S = 19,
+    JQ_TYPE_IQ4_NL = 20,
+    JQ_TYPE_IQ3_S = 21,
+    JQ_TYPE_IQ2_S = 22,
+    JQ_TYPE_IQ4_XS = 23,
+    JQ_TYPE_I8 = 24,
+    JQ_TYPE_I16 = 25,
+    JQ_TYPE_I32 = 26,
+    JQ_TYPE_I64 = 27,
+    JQ_TYPE_F64 = 28,
+    JQ_TYPE_IQ1_M = 29,
+    JQ_TYPE_BF16 = 30,
+    JQ_TYPE_TQ1_0 = 34,
+    JQ_TYPE_TQ2_0 = 35,
+    JQ_TYPE_COUNT_ = 40 /* upper bound for tables, not a type */
+};
+
+typedef struct {
+    const char *name;   /* "f32", "q8_0", ... */
+    uint32_t block_size; /* elements per block (1 for plain types) */
+    uint32_t type_size;  /* bytes per block */
+    bool compute;        /* judgeq's kernels can compute with it */
+} jq_type_traits;
+
+/* NULL for an id that is not a known ggml type. Known-but-not-computable
+ * types (e.g. Q4_K before its kernels exist) have compute == false, so a
+ * GGUF reader can still size their tensors and a model loader can name them
+ * in its error. */
+const jq_type_traits *jq_type_traits_get(uint32_t type);
+/* Bytes of a row of n elements; 0 when n is not a multiple of the block size
+ * or the type is unknown (callers treat 0 as an error). */
+size_t jq_row_bytes(uint32_t type, int64_t n);
+/* Type id by name ("f32", "f16", "bf16", "q8_0", ...); -1 when unknown. */
+int jq_type_from_name(const char *name);
+
+/* Q8_0: 32 int8 weights sharing one f16 scale (GGUF block layout). */
+#define JQ_QK8_0 32
+typedef struct {
+    uint16_t d;          /* f16 scale */
+    int8_t qs[JQ_QK8_0]; /* quants */
+} jq_block_q8_0;
+_Static_assert(sizeof(jq_block_q8_0) == 34, "q8_0 block is 34 bytes in GGUF");
+
+/* Half precision conversions (round to nearest even, as ggml). */
+float jq_f16_to_f32(uint16_t h);
+uint16_t jq_f32_to_f16(float f);
+float jq_bf16_to_f32(uint16_t h);
+uint16_t jq_f32_to_bf16(float f); /* round to nearest even; NaN stays NaN */
+
+/* Converts n elements of a row of `type` to F32 (n a multiple of the block
+ * size). Supported for every type with compute == true. */
+void jq_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+/* F32 -> type, for F32, F16, BF16, Q8_0 (Q8_0 as ggml: d = amax/127,
+ * q = round(x/d)). */
+void jq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
+
+/* ------------------------------------------------------ dot and matvec */
+
+float jq_dot_f32(const float *a, const float *b, int64_t n);
+
+/* y[r] = dot(W row r, x) for r in [r0, r1) (y indexed by absolute row). W has rows of
+ * `cols` elements of `type` (F32, F16, BF16, Q8_0); accumulation in F32.
+ * For Q8_0, x is used in F32 (the reference dequantizes W on the fly). */
+void jq_matvec(uint32_t type, const void *W, int64_t cols, const float *x,
+               float *y, int64_t r0, int64_t r1);
+
+/* --------------------------------------------------------------- GEMM */
+
+/* Y[M x N] (row stride ldy) gets X[M x K] . W^T for the output columns
+ * (= weight rows) [n0, n1): Y[i][n] = dot(X[i,:], W[n,:]). W as in
+ * jq_matvec (rows of K elements of `type`). F32 weights go straight to
+ * cblas_sgemm; other types are dequantized JQ_GEMM_PANEL rows at a time into
+ * `scratch` (at least JQ_GEMM_PANEL * K floats) and multiplied by sgemm.
+ * OpenBLAS is used single-threaded per call; callers parallelise over
+ * disjoint [n0, n1) ranges, and several threads may call at once. */
+#define JQ_GEMM_PANEL 64
+void jq_gemm(uint32_t type, const void *W, int64_t K, const float *X,
+             int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1,
+             float *scratch);
+
+/* ------------------------------------------------ element-wise and norms */
+
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; out may alias x. */
+void jq_rmsnorm(float *out, const float *x, const float *w, int64_t n,
+                float eps);
+/* In place softmax over n (max subtracted first); n == 0 is a no-op. */
+void jq_softmax(float *x, int64_t n);
+/* out[i] = silu(gate[i]) * up[i]; out may alias gate or up. */
+void jq_silu_mul(float *out, const float *gate, const float *up, int64_t n);
+/* y[i] += x[i] */
+void jq_add(float *y, const float *x, int64_t n);
+
+/* RoPE on one vector of n_heads heads of head_dim floats each (contiguous),
+ * at position pos. The first rope_dim dims of each head rotate (rope_dim
+ * even, <= head_dim), the rest pass through. theta_i = pos * base^(-2i/rope_dim).
+ * neox == false: pairs (x[2i], x[2i+1]) (llama.cpp rope type NORM, llama).
+ * neox == true: pairs (x[i], x[i + rope_dim/2]) (NEOX: qwen2, gpt-neox).
+ * freq_factors (NULL or rope_dim/2 floats) divide theta_i (Llama 3 scaling). */
+void jq_rope(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos,
+             float freq_base, const float *freq_factors, bool neox);
+
+/* ------------------------------------------------------------ attention */
+
+/* Attention of n_q query vectors (rows of q, stride ldq) over n_kv keys and
+ * values (rows of K and V, stride ldk / ldv, each head_dim floats). Query row
+ * i sees keys [0, kv_visible(i)) where kv_visible(i) = min(n_kv, causal_base
+ * + i + 1), causal_base = the number of keys the first row sees minus one;
+ * pass causal_base = n_kv - 1 with n_q = 1 for decode (sees everything).
+ * out row i (stride ldo, head_dim floats) = softmax(q_i . K^T * scale) V.
+ * scratch: at least n_kv floats. */
+void jq_attention(const float *q, int64_t ldq, int64_t n_q, const float *K,
+                  int64_t ldk, const float *V, int64_t ldv, int64_t n_kv,
+                  int head_dim, float scale, int64_t causal_base, float *out,
+                  int64_t ldo, float *scratch);
+
+/* ------------------------------------------------------------- top-k */
+
+/* Writes the indices of the k largest of scores[0..n) to idx, ordered by
+ * descending score, ties broken by the lower index. k is clamped to n;
+ * returns the number written. NaN scores rank below everything. */
+int64_t jq_topk(const float *scores, int64_t n, int64_t k, int32_t *idx);
+
+/* ------------------------------------------- reference and fast paths */
+/* The two implementations of each dispatched kernel, for tests. The
+ * jq_avx512_* functions may only be called when jq_cpu_has_avx512(). */
+
+float jq_ref_dot_f32(const float *a, const float *b, int64_t n);
+float jq_avx512_dot_f32(const float *a, const float *b, int64_t n);
+void jq_ref_matvec(uint32_t type, const void *W, int64_t cols, const float *x,
+                   float *y, int64_t r0, int64_t r1);
+void jq_avx512_matvec(uint32_t type, const void *W, int64_t cols,
+                      const float *x, float *y, int64_t r0, int64_t r1);
+void jq_ref_dequantize_row(uint32_t type, const void *src, float *dst,
+                           int64_t n);
+void jq_avx512_dequantize_row(uint32_t type, const void *src, float *dst,
+                              int64_t n);
+void jq_ref_rmsnorm(float *out, const float *x, const float *w, int64_t n,
+                    float eps);
+void jq_avx512_rmsnorm(float *out, const float *x, const float *w, int64_t n,
+                       float eps);
+void jq_ref_softmax(float *x, int64_t n);
+void jq_avx512_softmax(float *x, int64_t n);
+void jq_ref_silu_mul(float *out, const float *gate, const float *up,
+                     int64_t n);
+void jq_avx512_silu_mul(float *out, const float *gate, const float *up,
+                        int64_t n);
+void jq_ref_add(float *y, const float *x, int64_t n);
+void jq_avx512_add(float *y, const float *x, int64_t n);
+void jq_ref_rope(float *x, int n_heads, int head_dim, int rope_dim,
+                 int32_t pos, float freq_base, const float *freq_factors,
+                 bool neox);
+void jq_avx512_rope(float *x, int n_heads, int head_dim, int rope_dim,
+                    int32_t pos, float freq_base, const float *freq_factors,
+                    bool neox);
+void jq_ref_attention(const float *q, int64_t ldq, int64_t n_q,
+                      const float *K, int64_t ldk, const float *V,
+                      int64_t ldv, int64_t n_kv, int head_dim, float scale,
+                      int64_t causal_base, float *out, int64_t ldo,
+                      float *scratch);
+void jq_avx512_attention(const float *q, int64_t ldq, int64_t n_q,
+                         const float *K, int64_t ldk, const float *V,
+                         int64_t ldv, int64_t n_kv, int head_dim, float scale,
+                         int64_t causal_base, float *out, int64_t ldo,
+                         float *scratch);
+int64_t jq_ref_topk(const float *scores, int64_t n, int64_t k, int32_t *idx);
+int64_t jq_avx512_topk(const float *scores, int64_t n, int64_t k,
+                       int32_t *idx);
+
+#endif

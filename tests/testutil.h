@@ -1,0 +1,45 @@
+/* testutil.h — shared helpers for judgeq's cmocka tests.
+ *
+ * Include after <cmocka.h>'s prerequisites; it includes them itself.
+ * Paths come from the environment that tests/run.sh sets:
+ *   JUDGEQ_TEST_MODELS     models folder (default ../shared/models)
+ *   JUDGEQ_TEST_REFERENCE  reference data (default ../shared/reference)
+ *   JUDGEQ_BIN             the judgeq binary (default build/bin/judgeq)
+ */
+#ifndef JQ_TESTUTIL_H
+#define JQ_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* Full path of a model in JUDGEQ_TEST_MODELS. A missing file fails the
+ * current test with a message naming where it looked (never a skip).
+ * Returns a static buffer (overwritten by the next call). */
+const char *jqt_model_path(const char *file);
+/* Full path of a file under JUDGEQ_TEST_REFERENCE; fails like above. */
+const char *jqt_reference_path(const char *rel);
+/* Path of the judgeq binary. */
+const char *jqt_judgeq_bin(void);
+/* A fresh temporary directory for this process (removed by run.sh). */
+const char *jqt_tmpdir(void);
+
+/* Runs a shell command line; returns its stdout (malloc'd, NUL-terminated)
+ * and stores the exit status (or 128+signal) in *status. stderr goes to
+ * *err_out when non-NULL (malloc'd), else is discarded. */
+char *jqt_run(const char *cmdline, int *status, char **err_out);
+/* printf-style formatting into a malloc'd string. */
+char *jqt_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Reads a whole file (malloc'd, NUL-terminated); NULL if unreadable. */
+char *jqt_read_file(const char *path, size_t *len);
+
+/* Deterministic pseudo-random numbers (xorshift64*). */
+typedef struct { uint64_t s; } jqt_rng;
+void jqt_rng_seed(jqt_rng *r, uint64_t seed);
+uint64_t jqt_rng_u64(jqt_rng *r);
+float jqt_rng_uniform(jqt_rng *r, float lo, float hi);
+void jqt_fill_uniform(jqt_rng *r, float *x, size_t n, float lo, float hi);
+
+#endif
