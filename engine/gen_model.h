@@ -1,0 +1,31 @@
+/* gen_model.h — random-weight llama models of any shape, written as GGUF
+ * with standard llama.cpp key and tensor names and a small SentencePiece
+ * vocabulary, so tests and benchmarks run at realistic sizes without
+ * downloading anything. */
+#ifndef JQ_GEN_MODEL_H
+#define JQ_GEN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+    uint32_t type;   /* weight type of the matrices: f32, f16, bf16, q8_0 */
+    uint64_t seed;
+    float rope_base;
+    float rms_eps;
+} jq_gen_model_params;
+
+/* Small defaults (a model that loads and runs in milliseconds). */
+jq_gen_model_params jq_gen_model_defaults(void);
+/* Checks the shape; 0, or -1 with a message naming the parameter. */
+int jq_gen_model_check(const jq_gen_model_params *p, char *err,
+                       size_t errlen);
+/* Writes the model to path (atomically: temp file then rename). */
+int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
+                       char *err, size_t errlen);
+
+/* Smallest vocabulary: <unk> <s> </s>, 256 byte tokens, and "▁". */
+#define JQ_GEN_MODEL_MIN_VOCAB 260
+
+#endif

@@ -1,0 +1,382 @@
+/* model.c — loading a llama-architecture model from GGUF.
+ *
+ * Hyperparameters come from "{arch}.*" metadata, tensors by their standard
+ * llama.cpp names. Every tensor is checked for its expected shape and for a
+ * type the kernels compute with before any pointer is handed out, so the
+ * forward pass never meets a surprise. Weights stay in the mapping; only
+ * the small norm vectors are copied to F32 (they may be stored in another
+ * type, and an owned copy is always aligned).
+ */
+#include "model.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+/* Limits that keep the arithmetic below in range; real models are far
+ * inside them. */
+#define MAX_DIM (1 << 20)
+#define MAX_LAYERS 4096
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+typedef struct {
+    jq_model *m;
+    char *err;
+    size_t errlen;
+    size_t norm_used; /* floats of m->norms handed out */
+} loader;
+
+static bool arch_key(const jq_model *m, const char *suffix, char *key,
+                     size_t n)
+{
+    return snprintf(key, n, "%s.%s", m->hp.arch, suffix) < (int)n;
+}
+
+/* Reads "{arch}.suffix" as a positive int32 in [lo, hi]. */
+static bool get_dim(loader *L, const char *suffix, bool required,
+                    int32_t fallback, int32_t lo, int32_t hi, int32_t *out)
+{
+    char key[128];
+    arch_key(L->m, suffix, key, sizeof key);
+    uint32_t v;
+    if (jq_gguf_find_key(L->m->gguf, key) < 0) {
+        if (required) {
+            set_err(L->err, L->errlen, "model: metadata key '%s' is missing",
+                    key);
+            return false;
+        }
+        *out = fallback;
+        return true;
+    }
+    if (!jq_gguf_get_u32(L->m->gguf, key, &v) || v < (uint32_t)lo ||
+        v > (uint32_t)hi) {
+        set_err(L->err, L->errlen,
+                "model: metadata key '%s' must be an integer in [%d, %d]",
+                key, lo, hi);
+        return false;
+    }
+    *out = (int32_t)v;
+    return true;
+}
+
+static bool get_float(loader *L, const char *suffix, float fallback,
+                      float lo, float hi, float *out)
+{
+    char key[128];
+    arch_key(L->m, suffix, key, sizeof key);
+    if (jq_gguf_find_key(L->m->gguf, key) < 0) {
+        *out = fallback;
+        return true;
+    }
+    float v;
+    if (!jq_gguf_get_f32(L->m->gguf, key, &v) || !(v >= lo && v <= hi)) {
+        set_err(L->err, L->errlen,
+                "model: metadata key '%s' must be a number in [%g, %g]", key,
+                lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool load_hparams(loader *L)
+{
+    jq_model *m = L->m;
+    jq_hparams *hp = &m->hp;
+    jq_str arch;
+    if (!jq_gguf_get_str(m->gguf, "general.architecture", &arch)) {
+        set_err(L->err, L->errlen,
+                "model: general.architecture is missing or not a string");
+        return false;
+    }
+    if (!jq_str_eq(arch, "llama")) {
+        set_err(L->err, L->errlen,
+                "model: architecture '%.*s' is not supported (judgeq runs "
+                "'llama')",
+                (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+        return false;
+    }
+    snprintf(hp->arch, sizeof hp->arch, "llama");
+    hp->rope_neox = false;
+
+    if (!get_dim(L, "embedding_length", true, 0, 1, MAX_DIM, &hp->n_embd) ||
+        !get_dim(L, "block_count", true, 0, 1, MAX_LAYERS, &hp->n_layer) ||
+        !get_dim(L, "feed_forward_length", true, 0, 1, MAX_DIM, &hp->n_ff) ||
+        !get_dim(L, "attention.head_count", true, 0, 1, MAX_DIM,
+                 &hp->n_head) ||
+        !get_dim(L, "attention.head_count_kv", false, hp->n_head, 1, MAX_DIM,
+                 &hp->n_head_kv) ||
+        !get_dim(L, "context_length", false, 2048, 1, 1 << 24,
+                 &hp->n_ctx_train))
+        return false;
+    if (hp->n_embd % hp->n_head != 0) {
+        set_err(L->err, L->errlen,
+                "model: embedding_length %d is not a multiple of "
+                "head_count %d",
+                hp->n_embd, hp->n_head);
+        return false;
+    }
+    if (!get_dim(L, "attention.key_length", false, hp->n_embd / hp->n_head,
+                 1, MAX_DIM, &hp->head_dim))
+        return false;
+    int32_t value_len;
+    if (!get_dim(L, "attention.value_length", false, hp->head_dim, 1,
+                 MAX_DIM, &value_len))
+        return false;
+    if (value_len != hp->head_dim) {
+        set_err(L->err, L->errlen,
+                "model: attention.value_length %d differs from key_length "
+                "%d (not supported)",
+                value_len, hp->head_dim);
+        return false;
+    }
+    if (hp->n_head % hp->n_head_kv != 0) {
+        set_err(L->err, L->errlen,
+                "model: head_count %d is not a multiple of head_count_kv %d",
+                hp->n_head, hp->n_head_kv);
+        return false;
+    }
+    if (!get_dim(L, "rope.dimension_count", false, hp->head_dim, 2,
+                 hp->head_dim, &hp->rope_dim))
+        return false;
+    if (hp->rope_dim % 2 != 0) {
+        set_err(L->err, L->errlen,
+                "model: rope.dimension_count %d is odd", hp->rope_dim);
+        return false;
+    }
+    if (!get_float(L, "rope.freq_base", 10000.0f, 1.0f, 1e12f,
+                   &hp->rope_base) ||
+        !get_float(L, "attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f,
+                   &hp->rms_eps))
+        return false;
+    /* Scaled RoPE changes positions' angles; computing without it would
+     * give silently wrong logits, so refuse until it is implemented. */
+    char key[128];
+    jq_str scaling;
+    arch_key(m, "rope.scaling.type", key, sizeof key);
+    if (jq_gguf_get_str(m->gguf, key, &scaling) &&
+        !jq_str_eq(scaling, "none")) {
+        set_err(L->err, L->errlen,
+                "model: RoPE scaling '%.*s' is not supported yet",
+                (int)(scaling.len > 32 ? 32 : scaling.len), scaling.ptr);
+        return false;
+    }
+    if (jq_gguf_find_tensor(m->gguf, "rope_freqs.weight")) {
+        set_err(L->err, L->errlen,
+                "model: rope_freqs.weight (Llama 3 RoPE scaling) is not "
+                "supported yet");
+        return false;
+    }
+    return true;
+}
+
+/* Finds a tensor and checks its shape [cols, rows] (rows = 0 for 1-D). */
+static const jq_gguf_tensor *find_shaped(loader *L, const char *name,
+                                         int64_t cols, int64_t rows)
+{
+    const jq_gguf_tensor *t = jq_gguf_find_tensor(L->m->gguf, name);
+    if (!t) {
+        set_err(L->err, L->errlen, "model: tensor '%s' is missing", name);
+        return NULL;
+    }
+    uint32_t want_dims = rows ? 2 : 1;
+    bool ok = t->n_dims == want_dims && t->ne[0] == cols &&
+              (rows == 0 || t->ne[1] == rows);
+    if (!ok) {
+        set_err(L->err, L->errlen,
+                "model: tensor '%s' has shape [%lld, %lld] (%u dims), "
+                "expected [%lld, %lld]",
+                name, (long long)t->ne[0], (long long)t->ne[1], t->n_dims,
+                (long long)cols, (long long)(rows ? rows : 1));
+        return NULL;
+    }
+    const jq_type_traits *tt = jq_type_traits_get(t->type);
+    if (!tt || !tt->compute) {
+        set_err(L->err, L->errlen,
+                "model: tensor '%s' has type %s (id %u), which judgeq cannot "
+                "compute with yet (supported: f32, f16, bf16, q8_0)",
+                name, tt ? tt->name : "unknown", t->type);
+        return NULL;
+    }
+    return t;
+}
+
+static bool load_matrix(loader *L, const char *name, int64_t cols,
+                        int64_t rows, jq_matrix *out)
+{
+    const jq_gguf_tensor *t = find_shaped(L, name, cols, rows);
+    if (!t)
+        return false;
+    out->data = t->data;
+    out->type = t->type;
+    out->rows = rows;
+    out->cols = cols;
+    out->row_bytes = jq_row_bytes(t->type, cols);
+    if (out->row_bytes == 0) {
+        set_err(L->err, L->errlen,
+                "model: tensor '%s': rows of %lld elements do not fit type "
+                "%s blocks",
+                name, (long long)cols, jq_type_traits_get(t->type)->name);
+        return false;
+    }
+    return true;
+}
+
+static const float *load_norm(loader *L, const char *name, int64_t n)
+{
+    const jq_gguf_tensor *t = find_shaped(L, name, n, 0);
+    if (!t)
+        return NULL;
+    float *dst = L->m->norms + L->norm_used;
+    L->norm_used += (size_t)n;
+    jq_dequantize_row(t->type, t->data, dst, n);
+    return dst;
+}
+
+static bool load_tensors(loader *L)
+{
+    jq_model *m = L->m;
+    const jq_hparams *hp = &m->hp;
+    const jq_gguf_tensor *emb = jq_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!emb || emb->n_dims != 2) {
+        set_err(L->err, L->errlen,
+                "model: tensor 'token_embd.weight' is missing or not 2-D");
+        return false;
+    }
+    if (emb->ne[1] < 1 || emb->ne[1] > INT32_MAX) {
+        set_err(L->err, L->errlen,
+                "model: token_embd.weight has %lld rows (vocabulary size out "
+                "of range)",
+                (long long)emb->ne[1]);
+        return false;
+    }
+    m->hp.n_vocab = (int32_t)emb->ne[1];
+    if (!load_matrix(L, "token_embd.weight", hp->n_embd, hp->n_vocab,
+                     &m->tok_embd))
+        return false;
+
+    size_t n_norms = (size_t)hp->n_embd * (2 * (size_t)hp->n_layer + 1);
+    m->norms = malloc(n_norms * sizeof(float));
+    m->layers = calloc((size_t)hp->n_layer, sizeof(jq_layer));
+    if (!m->norms || !m->layers) {
+        set_err(L->err, L->errlen, "model: out of memory");
+        return false;
+    }
+    if (!(m->output_norm = load_norm(L, "output_norm.weight", hp->n_embd)))
+        return false;
+    if (jq_gguf_find_tensor(m->gguf, "output.weight")) {
+        if (!load_matrix(L, "output.weight", hp->n_embd, hp->n_vocab,
+                         &m->output))
+            return false;
+    } else {
+        m->output = m->tok_embd; /* tied classifier */
+        m->output_tied = true;
+    }
+
+    int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
+    int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+    char name[96];
+#define BLK(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, l), name)
+    for (int l = 0; l < hp->n_layer; l++) {
+        jq_layer *ly = &m->layers[l];
+        if (!(ly->attn_norm = load_norm(L, BLK("attn_norm.weight"), hp->n_embd)) ||
+            !load_matrix(L, BLK("attn_q.weight"), hp->n_embd, q_dim, &ly->wq) ||
+            !load_matrix(L, BLK("attn_k.weight"), hp->n_embd, kv_dim, &ly->wk) ||
+            !load_matrix(L, BLK("attn_v.weight"), hp->n_embd, kv_dim, &ly->wv) ||
+            !load_matrix(L, BLK("attn_output.weight"), q_dim, hp->n_embd, &ly->wo) ||
+            !(ly->ffn_norm = load_norm(L, BLK("ffn_norm.weight"), hp->n_embd)) ||
+            !load_matrix(L, BLK("ffn_gate.weight"), hp->n_embd, hp->n_ff, &ly->w_gate) ||
+            !load_matrix(L, BLK("ffn_up.weight"), hp->n_embd, hp->n_ff, &ly->w_up) ||
+            !load_matrix(L, BLK("ffn_down.weight"), hp->n_ff, hp->n_embd, &ly->w_down))
+            return false;
+        /* Biases would be silently ignored: refuse them (qwen2 has them;
+         * it is a later architecture). */
+        if (jq_gguf_find_tensor(m->gguf, BLK("attn_q.bias"))) {
+            set_err(L->err, L->errlen,
+                    "model: %s: attention biases are not supported for "
+                    "'llama'",
+                    name);
+            return false;
+        }
+    }
+#undef BLK
+    return true;
+}
+
+jq_model *jq_model_load(const char *path, char *err, size_t errlen)
+{
+    jq_kernels_init();
+    jq_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        set_err(err, errlen, "model: out of memory");
+        return NULL;
+    }
+    loader L = {.m = m, .err = err, .errlen = errlen};
+    char gerr[512];
+    m->gguf = jq_gguf_open(path, gerr, sizeof gerr);
+    if (!m->gguf) {
+        set_err(err, errlen, "%s: %s", path, gerr);
+        goto fail;
+    }
+    m->path = strdup(path);
+    if (!m->path || !load_hparams(&L) || !load_tensors(&L))
+        goto fail_named;
+    m->vocab = jq_vocab_load(m->gguf, gerr, sizeof gerr);
+    if (!m->vocab) {
+        set_err(err, errlen, "%s: %s", path, gerr);
+        goto fail;
+    }
+    if (jq_vocab_size(m->vocab) != m->hp.n_vocab) {
+        set_err(err, errlen,
+                "%s: model: tokenizer has %d tokens but token_embd.weight has "
+                "%d rows",
+                path, jq_vocab_size(m->vocab), m->hp.n_vocab);
+        goto fail;
+    }
+    return m;
+fail_named:
+    if (err && errlen) {
+        /* Prefix the loader's message with the file name. */
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "%s", err);
+        set_err(err, errlen, "%s: %s", path, tmp);
+    }
+fail:
+    jq_model_free(m);
+    return NULL;
+}
+
+void jq_model_free(jq_model *m)
+{
+    if (!m)
+        return;
+    jq_vocab_free(m->vocab);
+    jq_gguf_close(m->gguf);
+    free(m->layers);
+    free(m->norms);
+    free(m->path);
+    free(m);
+}
+
+uint64_t jq_model_weight_bytes(const jq_model *m)
+{
+    uint64_t total = 0;
+    for (int64_t i = 0; i < jq_gguf_n_tensors(m->gguf); i++)
+        total += jq_gguf_tensor_at(m->gguf, i)->nbytes;
+    return total;
+}

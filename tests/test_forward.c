@@ -1,0 +1,193 @@
+/* test_forward.c — the forward pass on gen-model models: batch (GEMM) and
+ * single-token (GEMV) evaluation agree, thread counts agree, every weight
+ * type agrees with its F32 original within the type's precision, and the
+ * loader rejects inconsistent models with a message naming the problem. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#include "gen_model.h"
+#include "kernels.h"
+#include "model.h"
+#include "thread_pool.h"
+
+static char *gen(const char *tag, jq_gen_model_params p)
+{
+    char *path = jqt_fmt("%s/%s.gguf", jqt_tmpdir(), tag);
+    char err[256];
+    if (jq_gen_model_write(&p, path, err, sizeof err) != 0)
+        fail_msg("gen-model %s: %s", tag, err);
+    return path;
+}
+
+static jq_gen_model_params shape(uint32_t type)
+{
+    jq_gen_model_params p = jq_gen_model_defaults();
+    p.n_embd = 128;
+    p.n_layer = 2;
+    p.n_head = 8;
+    p.n_head_kv = 2;
+    p.n_ff = 320;
+    p.n_vocab = 700;
+    p.type = type;
+    p.seed = 99;
+    return p;
+}
+
+/* logits of the last of toks, evaluated as one batch or one by one */
+static float *logits_of(const char *path, const int32_t *toks, int32_t n,
+                        bool batch, int threads)
+{
+    char err[512];
+    jq_model *m = jq_model_load(path, err, sizeof err);
+    if (!m)
+        fail_msg("%s", err);
+    jq_pool *pool = jq_thread_pool_new(threads);
+    jq_ctx *c = jq_ctx_new(m, n, batch ? n : 1, pool, err, sizeof err);
+    assert_non_null(c);
+    float *l = malloc(sizeof(float) * (size_t)m->hp.n_vocab);
+    if (batch) {
+        assert_int_equal(jq_ctx_eval(c, toks, n, l, err, sizeof err), 0);
+    } else {
+        for (int32_t i = 0; i < n; i++)
+            assert_int_equal(jq_ctx_eval(c, &toks[i], 1, l, err, sizeof err), 0);
+    }
+    jq_ctx_free(c);
+    jq_thread_pool_free(pool);
+    jq_model_free(m);
+    return l;
+}
+
+static double max_abs_diff(const float *a, const float *b, int n)
+{
+    double d = 0;
+    for (int i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= d))
+            d = e;
+    }
+    return d;
+}
+
+static double rms(const float *a, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += (double)a[i] * a[i];
+    return sqrt(s / n);
+}
+
+static const int32_t toks[] = {1, 300, 301, 450, 17, 600, 599, 260, 261, 5,
+                               400, 401, 402, 403, 404, 405, 406, 407, 408,
+                               409, 410, 411, 412, 413, 414, 415, 416, 417,
+                               418, 419, 420, 421, 422, 423, 424, 425, 426,
+                               427, 428, 429, 430, 431, 432, 433, 434, 435,
+                               436, 437, 438, 439, 440, 441, 442, 443, 444,
+                               445, 446, 447, 448, 449, 450, 451, 452, 453,
+                               454, 455, 456, 457, 458, 459, 460, 461, 462};
+#define NT ((int32_t)(sizeof toks / sizeof toks[0]))
+
+static void test_batch_vs_decode_every_type(void **state)
+{
+    (void)state;
+    const uint32_t types[] = {JQ_TYPE_F32, JQ_TYPE_F16, JQ_TYPE_BF16,
+                              JQ_TYPE_Q8_0};
+    for (int t = 0; t < 4; t++) {
+        char *path = gen(jq_type_traits_get(types[t])->name, shape(types[t]));
+        float *a = logits_of(path, toks, NT, true, 2);
+        float *b = logits_of(path, toks, NT, false, 1);
+        /* same weights, same math, only summation order differs */
+        double d = max_abs_diff(a, b, 700), scale = rms(a, 700);
+        if (!(d < 1e-4 * (1 + scale)))
+            fail_msg("%s: batch vs decode logits differ by %g (rms %g)",
+                     jq_type_traits_get(types[t])->name, d, scale);
+        free(a);
+        free(b);
+        free(path);
+    }
+}
+
+/* The quantized models are the F32 model's values rounded (same seed), so
+ * their logits differ by the rounding only. Tolerances relative to the
+ * logits' RMS: F16 keeps 11 bits (~5e-4 relative per weight), BF16 8 bits
+ * (~4e-3), Q8_0 about 7 bits per block (~4e-3 of the block max); the
+ * errors average out over sums of hundreds of terms, so a few per cent of
+ * the RMS bounds them with a wide margin while a wrong kernel (a swapped
+ * row, a bad scale) is off by the order of the RMS itself. */
+static void test_types_agree_with_f32(void **state)
+{
+    (void)state;
+    char *pf = gen("agree-f32", shape(JQ_TYPE_F32));
+    float *ref = logits_of(pf, toks, NT, true, 2);
+    double scale = rms(ref, 700);
+    struct { uint32_t type; double rel; } cases[] = {
+        {JQ_TYPE_F16, 0.01}, {JQ_TYPE_BF16, 0.05}, {JQ_TYPE_Q8_0, 0.05}};
+    for (int i = 0; i < 3; i++) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "agree-%u", cases[i].type);
+        char *p = gen(tag, shape(cases[i].type));
+        float *l = logits_of(p, toks, NT, true, 2);
+        double d = max_abs_diff(ref, l, 700);
+        print_message("%s vs f32: max |dlogit| %.4g (logit rms %.3g)\n",
+                      jq_type_traits_get(cases[i].type)->name, d, scale);
+        if (!(d < cases[i].rel * scale))
+            fail_msg("%s: logits differ from f32 by %g > %g",
+                     jq_type_traits_get(cases[i].type)->name, d,
+                     cases[i].rel * scale);
+        free(l);
+        free(p);
+    }
+    free(ref);
+    free(pf);
+}
+
+static void test_thread_counts_agree(void **state)
+{
+    (void)state;
+    char *path = gen("threads", shape(JQ_TYPE_F32));
+    float *a = logits_of(path, toks, NT, true, 1);
+    float *b = logits_of(path, toks, NT, true, 2);
+    float *c = logits_of(path, toks, NT, true, 3);
+    assert_true(max_abs_diff(a, b, 700) < 1e-5);
+    assert_true(max_abs_diff(a, c, 700) < 1e-5);
+    free(a);
+    free(b);
+    free(c);
+    free(path);
+}
+
+static void test_loader_rejects(void **state)
+{
+    (void)state;
+    char err[512];
+    assert_null(jq_model_load("/nonexistent.gguf", err, sizeof err));
+    assert_non_null(strstr(err, "/nonexistent.gguf"));
+    /* a gen-model file with a tensor cut short: the loader must name it */
+    char *path = gen("cut", shape(JQ_TYPE_F32));
+    char *cut = jqt_fmt("%s.cut", path);
+    size_t len;
+    char *bytes = jqt_read_file(path, &len);
+    assert_non_null(bytes);
+    FILE *f = fopen(cut, "wb");
+    fwrite(bytes, 1, len - 1000, f);
+    fclose(f);
+    assert_null(jq_model_load(cut, err, sizeof err));
+    assert_true(strlen(err) > 10);
+    free(bytes);
+    free(cut);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batch_vs_decode_every_type),
+        cmocka_unit_test(test_types_agree_with_f32),
+        cmocka_unit_test(test_thread_counts_agree),
+        cmocka_unit_test(test_loader_rejects),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
