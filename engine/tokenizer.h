@@ -43,8 +43,18 @@ int32_t jq_vocab_size(const jq_vocab *v);
 int32_t jq_vocab_bos(const jq_vocab *v); /* -1 when none */
 int32_t jq_vocab_eos(const jq_vocab *v); /* -1 when none */
 bool jq_vocab_add_bos(const jq_vocab *v); /* what llama.cpp does by default */
+int32_t jq_vocab_unk(const jq_vocab *v); /* -1 when none */
+int32_t jq_vocab_pad(const jq_vocab *v); /* -1 when none */
+/* SPM: the text gets a leading "▁" (tokenizer.ggml.add_space_prefix,
+ * default true), so detokenizing starts with a space. */
+bool jq_vocab_add_space_prefix(const jq_vocab *v);
+/* Id of the token whose raw text is text[0..len), or -1 (hash lookup). */
+int32_t jq_vocab_find(const jq_vocab *v, const char *text, size_t len);
+float jq_vocab_token_score(const jq_vocab *v, int32_t id); /* 0 if none */
 /* Raw token text as stored (e.g. "▁the", "<0x0A>"); NULL when out of range. */
 const char *jq_vocab_token_text(const jq_vocab *v, int32_t id);
+/* tokenizer.ggml.token_type as stored (NORMAL when the file has none);
+ * -1 for an id out of range. */
 int32_t jq_vocab_token_type(const jq_vocab *v, int32_t id);
 
 /* Tokenizes text[0..len) (UTF-8; invalid bytes go through byte fallback).
@@ -56,13 +66,18 @@ int jq_tokenize(const jq_vocab *v, const char *text, size_t len, bool add_bos,
 
 /* The text of one token as it appears in output: SPM "▁" becomes a space,
  * byte tokens <0xNN> become that byte, control tokens (BOS/EOS) give "".
+ * This is llama.cpp's llama_token_to_piece with special = false (what its
+ * command line prints): unknown (<unk>) and unused/undefined tokens give ""
+ * too; user-defined tokens give their text; GPT-2 BPE tokens are decoded
+ * from the byte-level alphabet. buf may be NULL when buflen is 0.
  * Writes at most buflen bytes (no NUL added) and returns the full length,
  * or -1 for an id out of range. */
 int jq_token_to_piece(const jq_vocab *v, int32_t id, char *buf,
                       size_t buflen);
 
 /* Concatenated pieces of ids[0..n) into a malloc'd NUL-terminated string;
- * NULL on allocation failure or an id out of range. */
+ * NULL on allocation failure or an id out of range. Nothing is stripped:
+ * SPM output keeps the leading space that add_space_prefix put there. */
 char *jq_detokenize(const jq_vocab *v, const int32_t *ids, size_t n);
 
 #endif
