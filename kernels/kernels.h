@@ -179,6 +179,44 @@ void jq_attention(const float *q, int64_t ldq, int64_t n_q, const float *K,
                   int head_dim, float scale, int64_t causal_base, float *out,
                   int64_t ldo, float *scratch);
 
+/* The general form: K/V rows of F32 or F16 (kv_type), and optional
+ * scoring of attention probabilities for KV eviction.
+ *
+ * Row i of q sees keys [0, min(n_kv, causal_base + i + 1)) as above. When
+ * score != NULL, every row i in [score_row0, score_row1) adds its softmax
+ * probabilities (over all the keys it sees, not renormalised) of keys
+ * [0, n_score) into score[0..n_score) (keys it does not see add 0). This is
+ * how observer queries (SnapKV's window, H2O's whole prompt, Judge Q's soft
+ * tokens) measure the prompt without an L x L matrix. Rows are processed in
+ * order, so the sums are deterministic. */
+typedef struct {
+    const float *q;      /* n_q rows, stride ldq floats */
+    int64_t ldq, n_q;
+    uint32_t kv_type;    /* JQ_TYPE_F32 or JQ_TYPE_F16 */
+    const void *k;       /* n_kv rows, stride ldk elements of kv_type */
+    const void *v;       /* n_kv rows, stride ldv elements */
+    int64_t ldk, ldv, n_kv;
+    int head_dim;
+    float scale;
+    int64_t causal_base;
+    float *out;          /* n_q rows, stride ldo floats */
+    int64_t ldo;
+    float *scratch;      /* at least n_kv floats */
+    float *score;        /* NULL, or n_score floats accumulated into */
+    int64_t score_row0, score_row1, n_score;
+} jq_attn_args;
+
+void jq_attention_ex(const jq_attn_args *a);
+void jq_ref_attention_ex(const jq_attn_args *a);
+void jq_avx512_attention_ex(const jq_attn_args *a);
+
+/* out[j] = max of x over [j - (k-1)/2, j + (k-1)/2] clipped to [0, n) (a
+ * 1-D max-pool with stride 1 and padding that never wins). k odd >= 1; out
+ * must not alias x. */
+void jq_maxpool1d(const float *x, float *out, int64_t n, int k);
+void jq_ref_maxpool1d(const float *x, float *out, int64_t n, int k);
+void jq_avx512_maxpool1d(const float *x, float *out, int64_t n, int k);
+
 /* ------------------------------------------------------------- top-k */
 
 /* Writes the indices of the k largest of scores[0..n) to idx, ordered by
