@@ -79,7 +79,9 @@ jq_gguf_type jq_gguf_kv_type(const jq_gguf *g, int64_t i);
 bool jq_gguf_get_u32(const jq_gguf *g, const char *key, uint32_t *out);
 bool jq_gguf_get_i32(const jq_gguf *g, const char *key, int32_t *out);
 bool jq_gguf_get_u64(const jq_gguf *g, const char *key, uint64_t *out);
+bool jq_gguf_get_i64(const jq_gguf *g, const char *key, int64_t *out);
 bool jq_gguf_get_f32(const jq_gguf *g, const char *key, float *out);
+bool jq_gguf_get_f64(const jq_gguf *g, const char *key, double *out);
 bool jq_gguf_get_bool(const jq_gguf *g, const char *key, bool *out);
 bool jq_gguf_get_str(const jq_gguf *g, const char *key, jq_str *out);
 
@@ -135,6 +137,14 @@ int jq_gguf_writer_set_arr_f32(jq_gguf_writer *w, const char *key,
                                const float *v, uint64_t n);
 int jq_gguf_writer_set_arr_i32(jq_gguf_writer *w, const char *key,
                                const int32_t *v, uint64_t n);
+/* Any scalar type (not STRING or ARRAY): v points to one value of that
+ * type (a uint8_t 0 or 1 for BOOL). */
+int jq_gguf_writer_set_scalar(jq_gguf_writer *w, const char *key,
+                              jq_gguf_type type, const void *v);
+/* An array of n values of any scalar element type (BOOL elements are
+ * uint8_t 0 or 1). */
+int jq_gguf_writer_set_arr(jq_gguf_writer *w, const char *key,
+                           jq_gguf_type elem, const void *v, uint64_t n);
 
 /* ne[0] is the fastest dimension; returns the tensor's index. */
 int jq_gguf_writer_add_tensor(jq_gguf_writer *w, const char *name,

@@ -17,6 +17,14 @@
  * compared with the bytes left before anything is allocated for it, using the
  * smallest encoding an element can have, so a corrupt count costs an error,
  * not a huge malloc or a long loop.
+ *
+ * Rules beyond the byte layout: bool values are 0 or 1; general.alignment,
+ * when present, is a uint32 power of two; keys and tensor names are unique;
+ * n_dims <= 4, every ne >= 0 and their product fits int64; the tensor type is
+ * one jq_type_traits_get() knows and ne[0] is a multiple of its block size;
+ * each tensor's data is aligned and inside the file. Tensors need not be
+ * in order or contiguous (llama.cpp's writer makes them so; the format does
+ * not require it).
  */
 #include "gguf.h"
 #include "kernels.h"
@@ -60,16 +68,18 @@ typedef struct {
                           length, so element i is O(1) */
 } kv_entry;
 
-/* Open-addressing hash of names (keys or tensor names) to their index. A
- * slot holds index + 1 so that calloc's zero means empty. */
+/* Names (keys or tensor names) sorted, for duplicate detection and binary
+ * search. A sorted array rather than a hash table: O(n log n) whatever the
+ * names are, where a crafted file could make a fixed hash collide on every
+ * name and turn open into O(n^2). */
 typedef struct {
     jq_str name;
-    uint64_t idx1;
+    int64_t idx;
 } name_slot;
 
 typedef struct {
     name_slot *slots;
-    uint64_t mask; /* capacity - 1, capacity a power of two */
+    int64_t n;
 } name_index;
 
 struct jq_gguf {
@@ -235,56 +245,61 @@ static bool rd_str(reader *r, const char *ctx, const char *what, jq_str *s)
 
 /* ------------------------------------------------------------ names */
 
-static uint64_t hash_bytes(const char *p, uint64_t len)
+static int cmp_bytes(const char *p, uint64_t plen, const char *q,
+                     uint64_t qlen)
 {
-    uint64_t h = 0xcbf29ce484222325u; /* FNV-1a */
-    for (uint64_t i = 0; i < len; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 0x100000001b3u;
-    }
-    return h;
+    uint64_t n = plen < qlen ? plen : qlen;
+    int c = n ? memcmp(p, q, (size_t)n) : 0;
+    if (c)
+        return c;
+    return (plen > qlen) - (plen < qlen);
 }
 
-static bool index_init(name_index *ix, uint64_t n)
+/* By name, then by index, so equal names end up adjacent in file order. */
+static int cmp_slot(const void *a, const void *b)
 {
-    uint64_t cap = 8;
-    while (cap < n * 2) /* n is bounded by the file size: no overflow */
-        cap *= 2;
-    ix->slots = calloc((size_t)cap, sizeof *ix->slots);
-    ix->mask = cap - 1;
-    return ix->slots != NULL;
+    const name_slot *x = a, *y = b;
+    int c = cmp_bytes(x->name.ptr, x->name.len, y->name.ptr, y->name.len);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Sorts the n slots already filled in. When a name occurs twice, returns
+ * the index of the first repetition in file order and sets *first to the
+ * earlier occurrence; else -1. */
+static int64_t index_sort(name_index *ix, int64_t *first)
+{
+    if (ix->n > 1)
+        qsort(ix->slots, (size_t)ix->n, sizeof *ix->slots, cmp_slot);
+    int64_t dup = -1;
+    for (int64_t i = 1; i < ix->n; i++) {
+        const name_slot *a = &ix->slots[i - 1], *b = &ix->slots[i];
+        if (cmp_bytes(a->name.ptr, a->name.len, b->name.ptr, b->name.len) ==
+                0 &&
+            (dup < 0 || b->idx < dup)) {
+            dup = b->idx;
+            *first = a->idx; /* a name's smallest repetition is its second
+                                occurrence, so a is its first */
+        }
+    }
+    return dup;
 }
 
 /* Index of name, or -1. */
 static int64_t index_find(const name_index *ix, const char *p, uint64_t len)
 {
-    if (!ix->slots)
-        return -1;
-    for (uint64_t h = hash_bytes(p, len) & ix->mask;; h = (h + 1) & ix->mask) {
-        const name_slot *s = &ix->slots[h];
-        if (!s->idx1)
-            return -1;
-        if (s->name.len == len && memcmp(s->name.ptr, p, (size_t)len) == 0)
-            return (int64_t)s->idx1 - 1;
+    int64_t lo = 0, hi = ix->n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        const name_slot *s = &ix->slots[mid];
+        int c = cmp_bytes(s->name.ptr, s->name.len, p, len);
+        if (c == 0)
+            return s->idx;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-}
-
-/* Adds name -> idx; when the name is already there, returns its index
- * (and adds nothing), else -1. */
-static int64_t index_add(name_index *ix, jq_str name, int64_t idx)
-{
-    for (uint64_t h = hash_bytes(name.ptr, name.len) & ix->mask;;
-         h = (h + 1) & ix->mask) {
-        name_slot *s = &ix->slots[h];
-        if (!s->idx1) {
-            s->name = name;
-            s->idx1 = (uint64_t)idx + 1;
-            return -1;
-        }
-        if (s->name.len == name.len &&
-            memcmp(s->name.ptr, name.ptr, (size_t)name.len) == 0)
-            return (int64_t)s->idx1 - 1;
-    }
+    return -1;
 }
 
 /* ------------------------------------------------------------ values */
@@ -400,10 +415,7 @@ static bool parse_kv(reader *r, jq_gguf *g, int64_t i)
         return false;
     snprintf(ctx, sizeof ctx, "key '%s' (#%" PRId64 ")",
              printable(name, sizeof name, e->key.ptr, e->key.len), i);
-    int64_t first = index_add(&g->kv_index, e->key, i);
-    if (first >= 0)
-        return fail_at(r, ctx, "duplicate key (first defined as #%" PRId64
-                       ")", first);
+    g->kv_index.slots[i] = (name_slot){e->key, i};
 
     uint32_t type;
     if (!rd_u32(r, &type))
@@ -444,10 +456,7 @@ static bool parse_tensor_info(reader *r, jq_gguf *g, int64_t i)
         return false;
     snprintf(ctx, sizeof ctx, "tensor '%s' (#%" PRId64 ")",
              printable(name, sizeof name, t->name.ptr, t->name.len), i);
-    int64_t first = index_add(&g->tensor_index, t->name, i);
-    if (first >= 0)
-        return fail_at(r, ctx, "duplicate tensor name (first defined as #%"
-                       PRId64 ")", first);
+    g->tensor_index.slots[i] = (name_slot){t->name, i};
 
     if (!rd_u32(r, &t->n_dims))
         return fail_at(r, ctx, "n_dims truncated");
@@ -549,6 +558,21 @@ static uint32_t bswap32(uint32_t v)
            (v << 24);
 }
 
+/* Names the later of two equal names and where it starts (its u64 length
+ * field precedes the bytes). */
+static bool fail_duplicate(const jq_gguf *g, char *err, size_t errlen,
+                           const char *what, jq_str name, int64_t dup,
+                           int64_t first)
+{
+    char buf[NAME_BUF];
+    set_err(err, errlen, "%s '%s' (#%" PRId64 "): duplicate %s name (first "
+            "defined as #%" PRId64 ") (file offset %zu, file size %zu)",
+            what, printable(buf, sizeof buf, name.ptr, name.len), dup, what,
+            first, (size_t)((const uint8_t *)name.ptr - g->base) - 8,
+            g->size);
+    return false;
+}
+
 static bool parse(jq_gguf *g, char *err, size_t errlen)
 {
     reader r = {.base = g->base, .size = g->size, .err = err,
@@ -605,8 +629,12 @@ static bool parse(jq_gguf *g, char *err, size_t errlen)
     g->kv = calloc(n_kv ? (size_t)n_kv : 1, sizeof *g->kv);
     g->tensors = calloc(n_tensors ? (size_t)n_tensors : 1,
                         sizeof *g->tensors);
-    if (!g->kv || !g->tensors || !index_init(&g->kv_index, n_kv) ||
-        !index_init(&g->tensor_index, n_tensors)) {
+    g->kv_index.slots = malloc((n_kv ? (size_t)n_kv : 1) *
+                               sizeof *g->kv_index.slots);
+    g->tensor_index.slots = malloc((n_tensors ? (size_t)n_tensors : 1) *
+                                   sizeof *g->tensor_index.slots);
+    if (!g->kv || !g->tensors || !g->kv_index.slots ||
+        !g->tensor_index.slots) {
         set_err(err, errlen, "out of memory for %" PRIu64 " keys and %"
                 PRIu64 " tensors", n_kv, n_tensors);
         return false;
@@ -616,6 +644,11 @@ static bool parse(jq_gguf *g, char *err, size_t errlen)
         if (!parse_kv(&r, g, (int64_t)i))
             return false;
     }
+    g->kv_index.n = g->n_kv;
+    int64_t first, dup = index_sort(&g->kv_index, &first);
+    if (dup >= 0)
+        return fail_duplicate(g, err, errlen, "key", g->kv[dup].key, dup,
+                              first);
 
     g->alignment = JQ_GGUF_DEFAULT_ALIGNMENT;
     int64_t ai = index_find(&g->kv_index, "general.alignment", 17);
@@ -644,6 +677,11 @@ static bool parse(jq_gguf *g, char *err, size_t errlen)
     for (uint64_t i = 0; i < n_tensors; i++)
         if (!parse_tensor_info(&r, g, (int64_t)i))
             return false;
+    g->tensor_index.n = g->n_tensors;
+    dup = index_sort(&g->tensor_index, &first);
+    if (dup >= 0)
+        return fail_duplicate(g, err, errlen, "tensor", g->tensors[dup].name,
+                              dup, first);
 
     /* The data section starts at the next multiple of the alignment. A file
      * without tensors may end before it (vocabulary-only files do). */
@@ -850,6 +888,16 @@ bool jq_gguf_get_u64(const jq_gguf *g, const char *key, uint64_t *out)
     return true;
 }
 
+bool jq_gguf_get_i64(const jq_gguf *g, const char *key, int64_t *out)
+{
+    int_val v;
+    if (!kv_int(g, key, &v) ||
+        (v.neg ? v.mag > (uint64_t)INT64_MAX + 1 : v.mag > INT64_MAX))
+        return false;
+    *out = v.neg ? -(int64_t)(v.mag - 1) - 1 : (int64_t)v.mag;
+    return true;
+}
+
 /* f64 -> f32 when the value is in float's range (infinities and NaN pass
  * through: they are representable). */
 static bool double_to_float(double d, float *out)
@@ -873,6 +921,24 @@ bool jq_gguf_get_f32(const jq_gguf *g, const char *key, float *out)
         double d;
         memcpy(&d, g->base + e->val_off, 8);
         return double_to_float(d, out);
+    }
+    return false;
+}
+
+bool jq_gguf_get_f64(const jq_gguf *g, const char *key, double *out)
+{
+    const kv_entry *e = find_kv(g, key);
+    if (!e)
+        return false;
+    if (e->type == JQ_GGUF_FLOAT32) {
+        float f;
+        memcpy(&f, g->base + e->val_off, 4);
+        *out = f;
+        return true;
+    }
+    if (e->type == JQ_GGUF_FLOAT64) {
+        memcpy(out, g->base + e->val_off, 8);
+        return true;
     }
     return false;
 }
