@@ -1,25 +1,43 @@
-/* attention_avx512.c — AVX-512 two-pass attention (see attention.c).
+/* attention_avx512.c — AVX-512 two-pass attention over F32 or F16 K/V (see
+ * attention.c for the algorithm and the scoring contract).
  *
- * Per query row: scores of four keys at a time (four independent FMA chains
- * over head_dim, so the 4-cycle FMA latency is hidden even when head_dim is
- * a single vector), a vectorised max / exp / double sum over the scores,
- * then the weighted value sum one 16-float column strip of head_dim at a
- * time with four accumulators. head_dim may be any size >= 1: the last strip
- * is masked, and masked loads never touch memory past the row.
+ * Per query row:
+ *   - scores of four keys at a time: four independent FMA chains over
+ *     head_dim (hiding the FMA latency even when head_dim is one vector),
+ *     reduced together by one hadd tree instead of four full horizontal
+ *     sums, which is most of the per-key cost at head_dim 64;
+ *   - a vectorised max / exp / double sum over the scores, and the
+ *     observer rows' probabilities added into score[];
+ *   - the weighted value sum over blocks of up to four 16-float strips of
+ *     head_dim, keys outer, with two sets of accumulators (even and odd
+ *     keys) so eight FMA chains are in flight; each V row is read once per
+ *     64-float block, i.e. once in all for head_dim <= 64.
+ * F16 rows are widened in registers by VCVTPH2PS right after the load, so
+ * the cache is streamed once at half the bytes and never copied. head_dim
+ * may be any size >= 1: the last strip is masked, and masked loads never
+ * touch memory past a row.
+ *
+ * Everything is written once as always-inline templates over the K/V type
+ * and a compile-time head_dim (64 and 128, the common sizes, get fully
+ * unrolled code; 0 means "read it at run time").
  *
  * Differences from the reference: the dot products sum in float lanes
  * instead of double, exp is jq_exp512 (<= 1 ulp) instead of expf, and the
- * value sum uses FMA in another order; tests/test_kernels_ops.c bounds the
- * effect.
+ * value sum uses FMA in another order; the F16 -> F32 conversion itself is
+ * exact on both paths. tests/test_kernels_ops.c bounds the effect.
  */
 #include <immintrin.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 #include "kernels.h"
 #include "ops_internal.h"
 
-static inline __mmask16 tail_mask(int64_t left)
+#define JQ_INLINE static inline __attribute__((always_inline))
+
+JQ_INLINE __mmask16 tail_mask(int64_t left)
 {
     return left >= 16 ? (__mmask16)0xFFFF
                       : (__mmask16)((1u << (unsigned)left) - 1u);
@@ -31,36 +49,65 @@ static int64_t kv_visible(int64_t n_kv, int64_t causal_base, int64_t i)
     return v < 0 ? 0 : v > n_kv ? n_kv : v;
 }
 
-/* scores[j] = (q . K_j) * scale for j in [0, nv) */
-static void scores_row(const float *qi, const float *K, int64_t ldk,
-                       int64_t nv, int head_dim, float scale, float *scores)
+/* Lanes m of elements [d, d+16) of row j of a K/V array of `type` (a
+ * compile-time constant at every call site), as F32. */
+JQ_INLINE __m512 load_kv(uint32_t type, const void *base, int64_t ld,
+                         int64_t j, int d, __mmask16 m)
 {
+    if (type == JQ_TYPE_F16)
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+            m, (const uint16_t *)base + j * ld + d));
+    return _mm512_maskz_loadu_ps(m, (const float *)base + j * ld + d);
+}
+
+/* The four horizontal sums of a0..a3, in lanes 0..3. */
+JQ_INLINE __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
+{
+    const __m256 b0 = _mm256_add_ps(_mm512_castps512_ps256(a0),
+                                    _mm512_extractf32x8_ps(a0, 1));
+    const __m256 b1 = _mm256_add_ps(_mm512_castps512_ps256(a1),
+                                    _mm512_extractf32x8_ps(a1, 1));
+    const __m256 b2 = _mm256_add_ps(_mm512_castps512_ps256(a2),
+                                    _mm512_extractf32x8_ps(a2, 1));
+    const __m256 b3 = _mm256_add_ps(_mm512_castps512_ps256(a3),
+                                    _mm512_extractf32x8_ps(a3, 1));
+    /* hadd(x, y) pairs neighbours within each 128-bit half: after two
+     * rounds, half h of the result holds the sums of lanes 4h..4h+3 of
+     * b0..b3, and adding the halves finishes all four at once */
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(b0, b1),
+                                    _mm256_hadd_ps(b2, b3));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* scores[j] = (q . K_j) * scale for j in [0, nv). HD: head_dim when it is
+ * a compile-time constant, else 0 (hd_rt is used). */
+JQ_INLINE void scores_row(uint32_t type, int HD, int hd_rt, const float *qi,
+                          const void *K, int64_t ldk, int64_t nv, float scale,
+                          float *scores)
+{
+    const int hd = HD ? HD : hd_rt;
     int64_t j = 0;
     for (; j + 4 <= nv; j += 4) {
-        const float *k0 = K + j * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk,
-                    *k3 = k2 + ldk;
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(),
                a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-        for (int d = 0; d < head_dim; d += 16) {
-            const __mmask16 m = tail_mask(head_dim - d);
+        _Pragma("GCC unroll 8")
+        for (int d = 0; d < hd; d += 16) {
+            const __mmask16 m = tail_mask(hd - d);
             const __m512 qv = _mm512_maskz_loadu_ps(m, qi + d);
-            a0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k0 + d), a0);
-            a1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k1 + d), a1);
-            a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k2 + d), a2);
-            a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k3 + d), a3);
+            a0 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j, d, m), a0);
+            a1 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j + 1, d, m), a1);
+            a2 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j + 2, d, m), a2);
+            a3 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j + 3, d, m), a3);
         }
-        scores[j + 0] = _mm512_reduce_add_ps(a0) * scale;
-        scores[j + 1] = _mm512_reduce_add_ps(a1) * scale;
-        scores[j + 2] = _mm512_reduce_add_ps(a2) * scale;
-        scores[j + 3] = _mm512_reduce_add_ps(a3) * scale;
+        _mm_storeu_ps(scores + j,
+                      _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
     }
     for (; j < nv; j++) {
-        const float *kj = K + j * ldk;
         __m512 a = _mm512_setzero_ps();
-        for (int d = 0; d < head_dim; d += 16) {
-            const __mmask16 m = tail_mask(head_dim - d);
+        for (int d = 0; d < hd; d += 16) {
+            const __mmask16 m = tail_mask(hd - d);
             a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qi + d),
-                                _mm512_maskz_loadu_ps(m, kj + d), a);
+                                load_kv(type, K, ldk, j, d, m), a);
         }
         scores[j] = _mm512_reduce_add_ps(a) * scale;
     }
@@ -86,55 +133,123 @@ static double exp_scores(float *s, int64_t nv)
     return _mm512_reduce_add_pd(sum);
 }
 
-/* oi[d] = inv * sum_j p[j] V_j[d], one 16-float strip at a time, so each
- * output element is written once. */
-static void weighted_values(const float *p, const float *V, int64_t ldv,
-                            int64_t nv, int head_dim, float inv, float *oi)
+/* score[j] += p[j] * inv for j < n: a multiply then an add (not an FMA),
+ * the two roundings of the reference. */
+static void add_scores(float *score, const float *p, int64_t n, float inv)
 {
-    for (int d = 0; d < head_dim; d += 16) {
-        const __mmask16 m = tail_mask(head_dim - d);
-        const float *vd = V + d;
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(),
-               a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-        int64_t j = 0;
-        for (; j + 4 <= nv; j += 4) {
-            const float *v0 = vd + j * ldv;
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(p[j]),
-                                 _mm512_maskz_loadu_ps(m, v0), a0);
-            a1 = _mm512_fmadd_ps(_mm512_set1_ps(p[j + 1]),
-                                 _mm512_maskz_loadu_ps(m, v0 + ldv), a1);
-            a2 = _mm512_fmadd_ps(_mm512_set1_ps(p[j + 2]),
-                                 _mm512_maskz_loadu_ps(m, v0 + 2 * ldv), a2);
-            a3 = _mm512_fmadd_ps(_mm512_set1_ps(p[j + 3]),
-                                 _mm512_maskz_loadu_ps(m, v0 + 3 * ldv), a3);
-        }
-        for (; j < nv; j++)
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(p[j]),
-                                 _mm512_maskz_loadu_ps(m, vd + j * ldv), a0);
-        const __m512 acc =
-            _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
-        _mm512_mask_storeu_ps(oi + d, m,
-                              _mm512_mul_ps(acc, _mm512_set1_ps(inv)));
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 m = tail_mask(n - j);
+        const __m512 pr = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p + j), vinv);
+        _mm512_mask_storeu_ps(
+            score + j, m,
+            _mm512_add_ps(_mm512_maskz_loadu_ps(m, score + j), pr));
     }
 }
 
-void jq_avx512_attention(const float *q, int64_t ldq, int64_t n_q,
-                         const float *K, int64_t ldk, const float *V,
-                         int64_t ldv, int64_t n_kv, int head_dim, float scale,
-                         int64_t causal_base, float *out, int64_t ldo,
-                         float *scratch)
+/* oi[d0 + 16s + l] = inv * sum_j p[j] V_j[d0 + 16s + l] for the NS (1..4,
+ * constant) strips starting at d0. Keys outer: each V row contributes its
+ * NS strips in one visit; even and odd keys go to separate accumulators. */
+JQ_INLINE void values_block(uint32_t type, int NS, int hd, int d0,
+                            const float *p, const void *V, int64_t ldv,
+                            int64_t nv, float inv, float *oi)
 {
-    for (int64_t i = 0; i < n_q; i++) {
-        float *oi = out + i * ldo;
-        const int64_t nv = kv_visible(n_kv, causal_base, i);
+    __mmask16 m[4];
+    __m512 a[4], b[4];
+    _Pragma("GCC unroll 4")
+    for (int s = 0; s < NS; s++) {
+        m[s] = tail_mask(hd - d0 - 16 * s);
+        a[s] = b[s] = _mm512_setzero_ps();
+    }
+    int64_t j = 0;
+    for (; j + 2 <= nv; j += 2) {
+        const __m512 p0 = _mm512_set1_ps(p[j]), p1 = _mm512_set1_ps(p[j + 1]);
+        _Pragma("GCC unroll 4")
+        for (int s = 0; s < NS; s++) {
+            a[s] = _mm512_fmadd_ps(p0, load_kv(type, V, ldv, j, d0 + 16 * s, m[s]),
+                                   a[s]);
+            b[s] = _mm512_fmadd_ps(
+                p1, load_kv(type, V, ldv, j + 1, d0 + 16 * s, m[s]), b[s]);
+        }
+    }
+    if (j < nv) {
+        const __m512 p0 = _mm512_set1_ps(p[j]);
+        _Pragma("GCC unroll 4")
+        for (int s = 0; s < NS; s++)
+            a[s] = _mm512_fmadd_ps(p0, load_kv(type, V, ldv, j, d0 + 16 * s, m[s]),
+                                   a[s]);
+    }
+    const __m512 vinv = _mm512_set1_ps(inv);
+    _Pragma("GCC unroll 4")
+    for (int s = 0; s < NS; s++)
+        _mm512_mask_storeu_ps(oi + d0 + 16 * s, m[s],
+                              _mm512_mul_ps(_mm512_add_ps(a[s], b[s]), vinv));
+}
+
+JQ_INLINE void weighted_values(uint32_t type, int HD, int hd_rt,
+                               const float *p, const void *V, int64_t ldv,
+                               int64_t nv, float inv, float *oi)
+{
+    const int hd = HD ? HD : hd_rt;
+    _Pragma("GCC unroll 2")
+    for (int d0 = 0; d0 < hd; d0 += 64) {
+        const int strips = (hd - d0 + 15) / 16;
+        if (strips >= 4)
+            values_block(type, 4, hd, d0, p, V, ldv, nv, inv, oi);
+        else if (strips == 3)
+            values_block(type, 3, hd, d0, p, V, ldv, nv, inv, oi);
+        else if (strips == 2)
+            values_block(type, 2, hd, d0, p, V, ldv, nv, inv, oi);
+        else
+            values_block(type, 1, hd, d0, p, V, ldv, nv, inv, oi);
+    }
+}
+
+/* The whole kernel for one K/V type and one head_dim specialisation. */
+JQ_INLINE void attention_tmpl(uint32_t type, int HD, const jq_attn_args *a)
+{
+    const int hd = HD ? HD : a->head_dim;
+    for (int64_t i = 0; i < a->n_q; i++) {
+        float *oi = a->out + i * a->ldo;
+        const int64_t nv = kv_visible(a->n_kv, a->causal_base, i);
         if (nv == 0) {
-            for (int d = 0; d < head_dim; d += 16)
-                _mm512_mask_storeu_ps(oi + d, tail_mask(head_dim - d),
+            for (int d = 0; d < hd; d += 16)
+                _mm512_mask_storeu_ps(oi + d, tail_mask(hd - d),
                                       _mm512_setzero_ps());
             continue;
         }
-        scores_row(q + i * ldq, K, ldk, nv, head_dim, scale, scratch);
-        const double sum = exp_scores(scratch, nv);
-        weighted_values(scratch, V, ldv, nv, head_dim, (float)(1.0 / sum), oi);
+        scores_row(type, HD, hd, a->q + i * a->ldq, a->k, a->ldk, nv,
+                   a->scale, a->scratch);
+        const double sum = exp_scores(a->scratch, nv);
+        const float inv = (float)(1.0 / sum);
+        if (a->score && i >= a->score_row0 && i < a->score_row1)
+            add_scores(a->score, a->scratch, a->n_score < nv ? a->n_score : nv,
+                       inv);
+        weighted_values(type, HD, hd, a->scratch, a->v, a->ldv, nv, inv, oi);
+    }
+}
+
+static void attention_f32_64(const jq_attn_args *a) { attention_tmpl(JQ_TYPE_F32, 64, a); }
+static void attention_f32_128(const jq_attn_args *a) { attention_tmpl(JQ_TYPE_F32, 128, a); }
+static void attention_f32_any(const jq_attn_args *a) { attention_tmpl(JQ_TYPE_F32, 0, a); }
+static void attention_f16_64(const jq_attn_args *a) { attention_tmpl(JQ_TYPE_F16, 64, a); }
+static void attention_f16_128(const jq_attn_args *a) { attention_tmpl(JQ_TYPE_F16, 128, a); }
+static void attention_f16_any(const jq_attn_args *a) { attention_tmpl(JQ_TYPE_F16, 0, a); }
+
+void jq_avx512_attention_ex(const jq_attn_args *a)
+{
+    const bool f16 = a->kv_type == JQ_TYPE_F16;
+    if (!f16 && a->kv_type != JQ_TYPE_F32)
+        abort(); /* caller bug: the KV store only holds F32 or F16 */
+    switch (a->head_dim) {
+    case 64:
+        (f16 ? attention_f16_64 : attention_f32_64)(a);
+        return;
+    case 128:
+        (f16 ? attention_f16_128 : attention_f32_128)(a);
+        return;
+    default:
+        (f16 ? attention_f16_any : attention_f32_any)(a);
+        return;
     }
 }

@@ -180,15 +180,28 @@ void jq_attention(const float *q, int64_t ldq, int64_t n_q, const float *K,
                   int64_t ldo, float *scratch);
 
 /* The general form: K/V rows of F32 or F16 (kv_type), and optional
- * scoring of attention probabilities for KV eviction.
+ * scoring of attention probabilities for KV eviction. jq_attention is this
+ * with F32 K/V and score == NULL.
  *
- * Row i of q sees keys [0, min(n_kv, causal_base + i + 1)) as above. When
- * score != NULL, every row i in [score_row0, score_row1) adds its softmax
- * probabilities (over all the keys it sees, not renormalised) of keys
- * [0, n_score) into score[0..n_score) (keys it does not see add 0). This is
- * how observer queries (SnapKV's window, H2O's whole prompt, Judge Q's soft
- * tokens) measure the prompt without an L x L matrix. Rows are processed in
- * order, so the sums are deterministic. */
+ * Row i of q (i in [0, n_q), counted within this call) sees keys
+ * [0, min(n_kv, causal_base + i + 1)) as above. When score != NULL, every
+ * row i in [score_row0, score_row1) (clipped to [0, n_q); an empty or
+ * inverted range scores nothing) adds its softmax probabilities of keys
+ * [0, n_score) into score[0..n_score): the probabilities over all the keys
+ * the row sees, not renormalised over the scored ones, so a row that sees
+ * only scored keys adds 1 in total. score[j] for a key j the row does not
+ * see is left unchanged (adds 0); so is all of score[] for a row that sees
+ * no key. This is how observer queries (SnapKV's window, H2O's whole
+ * prompt, Judge Q's soft tokens appended after the prompt) measure the
+ * prompt's keys without an L x L matrix. Rows are processed in ascending
+ * order and each score[j] is a plain float sum over them in that order, so
+ * the sums are reproducible run to run (the two paths' probabilities agree
+ * to ~1e-7 relative, not bit for bit). Scoring does not change out.
+ *
+ * Strides are in elements of the array's type (ldk, ldv of kv_type; ldq,
+ * ldo of float). out row i may alias q row i (all of a row's scores are
+ * computed before its output is written); score must not alias anything
+ * else. Any kv_type other than F32 or F16 aborts. */
 typedef struct {
     const float *q;      /* n_q rows, stride ldq floats */
     int64_t ldq, n_q;
@@ -210,9 +223,14 @@ void jq_attention_ex(const jq_attn_args *a);
 void jq_ref_attention_ex(const jq_attn_args *a);
 void jq_avx512_attention_ex(const jq_attn_args *a);
 
-/* out[j] = max of x over [j - (k-1)/2, j + (k-1)/2] clipped to [0, n) (a
- * 1-D max-pool with stride 1 and padding that never wins). k odd >= 1; out
- * must not alias x. */
+/* out[j] = max of x over [j - r, j + r] clipped to [0, n), r = (k-1)/2 (a
+ * 1-D max-pool with stride 1 whose padding never wins); k == 1 copies
+ * (NaNs aside, see below), and k >= 2n - 1 gives every out[j] the maximum
+ * of all of x. k must be odd and >= 1 (asserted). The order is the float
+ * order with +0 above -0 and NaN below everything: NaNs are ignored, and a
+ * window holding only NaNs gives the default quiet NaN (bits 0x7fc00000).
+ * Both paths return bit-identical results. out must not alias x; n == 0 is
+ * a no-op. */
 void jq_maxpool1d(const float *x, float *out, int64_t n, int k);
 void jq_ref_maxpool1d(const float *x, float *out, int64_t n, int k);
 void jq_avx512_maxpool1d(const float *x, float *out, int64_t n, int k);
@@ -266,6 +284,10 @@ void jq_avx512_attention(const float *q, int64_t ldq, int64_t n_q,
                          int64_t ldv, int64_t n_kv, int head_dim, float scale,
                          int64_t causal_base, float *out, int64_t ldo,
                          float *scratch);
+/* F32 -> F16 of n elements with VCVTPS2PH, round to nearest even: the
+ * F16 case of jq_quantize_row, bit-identical to jq_f32_to_f16 for every
+ * input (NaNs included). dst needs only 2-byte alignment. */
+void jq_avx512_quantize_row_f16(const float *src, void *dst, int64_t n);
 int64_t jq_ref_topk(const float *scores, int64_t n, int64_t k, int32_t *idx);
 int64_t jq_avx512_topk(const float *scores, int64_t n, int64_t k,
                        int32_t *idx);

@@ -6,8 +6,11 @@
  * llama.cpp's: where ggml accumulates in double (ggml_float), so do we, and
  * where it rounds an intermediate to float, so do we.
  */
+#include <assert.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "isa_internal.h"
 #include "kernels.h"
@@ -144,6 +147,30 @@ void jq_ref_rope(float *x, int n_heads, int head_dim, int rope_dim,
     }
 }
 
+/* ---------------------------------------------------------- max-pool */
+
+/* The window scan, as the definition reads: O(n * k), which is cheap for
+ * the k of 7 or so that SnapKV-style pooling uses. The window is clipped
+ * to [0, n) rather than padded, so padding can never win. */
+void jq_ref_maxpool1d(const float *x, float *out, int64_t n, int k)
+{
+    assert(k >= 1 && k % 2 == 1);
+    const int64_t r = (k - 1) / 2;
+    for (int64_t j = 0; j < n; j++) {
+        const int64_t lo = j - r < 0 ? 0 : j - r;
+        const int64_t hi = j + r >= n ? n - 1 : j + r;
+        float best = x[lo];
+        for (int64_t t = lo + 1; t <= hi; t++)
+            if (jq_maxpool_above(x[t], best))
+                best = x[t];
+        if (isnan(best)) {
+            const uint32_t b = JQ_MAXPOOL_NAN_BITS;
+            memcpy(&best, &b, sizeof best);
+        }
+        out[j] = best;
+    }
+}
+
 /* -------------------------------------------------------- dispatchers */
 
 void jq_rmsnorm(float *out, const float *x, const float *w, int64_t n,
@@ -188,4 +215,12 @@ void jq_rope(float *x, int n_heads, int head_dim, int rope_dim, int32_t pos,
     else
         jq_ref_rope(x, n_heads, head_dim, rope_dim, pos, freq_base,
                     freq_factors, neox);
+}
+
+void jq_maxpool1d(const float *x, float *out, int64_t n, int k)
+{
+    if (JQ_USE_AVX512())
+        jq_avx512_maxpool1d(x, out, n, k);
+    else
+        jq_ref_maxpool1d(x, out, n, k);
 }

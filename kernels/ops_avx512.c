@@ -10,9 +10,11 @@
  * Tails are handled with masked loads and stores, which neither read nor
  * write past n, so callers need no padding.
  */
+#include <assert.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kernels.h"
 #include "ops_internal.h"
@@ -185,5 +187,65 @@ void jq_avx512_rope(float *x, int n_heads, int head_dim, int rope_dim,
                     _mm512_add_ps(_mm512_mul_ps(v, c), _mm512_mul_ps(swapped, s)));
             }
         }
+    }
+}
+
+/* ---------------------------------------------------------- max-pool */
+
+/* Lanes of `acc` that v beats, merged in, in jq_maxpool_above's order:
+ * NaN lanes of v are masked off (and do not count as seen), and VRANGEPS
+ * with imm 0x5 (select the maximum, sign from the comparison) orders +0
+ * above -0, which VMAXPS does not (it returns its second operand on equal
+ * inputs). The non-NaN maximum is a value of x, so its bits are unique. */
+static inline __m512 pool_merge(__m512 acc, __m512 v, __mmask16 lanes,
+                                __mmask16 *seen)
+{
+    const __mmask16 ok = _mm512_mask_cmp_ps_mask(lanes, v, v, _CMP_ORD_Q);
+    *seen |= ok;
+    return _mm512_mask_range_ps(acc, ok, acc, v, 0x5);
+}
+
+/* Sixteen outputs at a time, each the maximum of 2r + 1 shifted loads (any
+ * O(n k / 16) method is fast enough for k <= 63; a van Herk/Gil-Werman
+ * scheme would need an n-float scratch the interface does not give).
+ * Blocks whose whole window lies inside x use plain loads; blocks near
+ * either end load only the lanes whose index is in [0, n), with an expand
+ * load so that no pointer before x is ever formed. */
+void jq_avx512_maxpool1d(const float *x, float *out, int64_t n, int k)
+{
+    assert(k >= 1 && k % 2 == 1);
+    const int64_t r = (k - 1) / 2;
+    const __m512 qnan = _mm512_castsi512_ps(
+        _mm512_set1_epi32((int)JQ_MAXPOOL_NAN_BITS));
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        __m512 a0 = _mm512_set1_ps(-INFINITY), a1 = a0;
+        __mmask16 seen = 0;
+        if (j0 - r >= 0 && j0 + 16 + r <= n) {
+            /* two accumulators halve the VRANGEPS dependency chain */
+            int64_t t = -r;
+            for (; t + 1 <= r; t += 2) {
+                a0 = pool_merge(a0, _mm512_loadu_ps(x + j0 + t), 0xFFFF, &seen);
+                a1 = pool_merge(a1, _mm512_loadu_ps(x + j0 + t + 1), 0xFFFF,
+                                &seen);
+            }
+            if (t <= r)
+                a0 = pool_merge(a0, _mm512_loadu_ps(x + j0 + t), 0xFFFF, &seen);
+        } else {
+            /* offsets whose 16 lanes touch [0, n) at all */
+            const int64_t t0 = -r > -j0 - 15 ? -r : -j0 - 15;
+            const int64_t t1 = r < n - 1 - j0 ? r : n - 1 - j0;
+            for (int64_t t = t0; t <= t1; t++) {
+                const int64_t s = j0 + t; /* x index of lane 0 */
+                const int64_t lo = s < 0 ? -s : 0;
+                const int64_t hi = n - s < 16 ? n - s : 16;
+                const __mmask16 lanes =
+                    (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+                const __m512 v = _mm512_maskz_expandloadu_ps(lanes, x + s + lo);
+                a0 = pool_merge(a0, v, lanes, &seen);
+            }
+        }
+        const __m512 m = _mm512_range_ps(a0, a1, 0x5);
+        _mm512_mask_storeu_ps(out + j0, tail_mask(n - j0),
+                              _mm512_mask_blend_ps(seen, qnan, m));
     }
 }

@@ -64,6 +64,27 @@ void jq_topk_heap_replace_root(const float *s, int32_t *heap, int64_t k,
 /* Heap sort: leaves heap[0..k) ordered best first. */
 void jq_topk_heap_sort(const float *s, int32_t *heap, int64_t k);
 
+/* ---------------------------------------------------------- max-pool */
+
+/* The order jq_maxpool1d takes its maximum in, shared by both paths so
+ * that they agree bit for bit: the usual float order, with +0 above -0
+ * (so the result does not depend on which of two zeros is met first) and
+ * NaN below everything (NaN is ignored unless a whole window is NaN). */
+static inline bool jq_maxpool_above(float a, float b)
+{
+    if (isnan(a))
+        return false;
+    if (isnan(b))
+        return true;
+    if (a != b)
+        return a > b;
+    return !signbit(a) && signbit(b);
+}
+
+/* What an all-NaN window yields: the default quiet NaN (0x7fc00000), not
+ * one of the input NaNs, whose choice would depend on the visiting order. */
+#define JQ_MAXPOOL_NAN_BITS 0x7fc00000u
+
 /* ---------------------------------------------------- vector exp */
 
 /* y[i] = exp(x[i]) with the AVX-512 exp below (ops_avx512.c); only for

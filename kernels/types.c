@@ -253,6 +253,11 @@ void jq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n)
             memcpy(o, src, (size_t)n * sizeof(float));
         return;
     case JQ_TYPE_F16:
+        /* bit-identical to the loop below (tests/test_kernels_ops.c) */
+        if (JQ_USE_AVX512()) {
+            jq_avx512_quantize_row_f16(src, dst, n);
+            return;
+        }
         for (int64_t i = 0; i < n; i++) {
             uint16_t h = jq_f32_to_f16(src[i]);
             memcpy(o + 2 * i, &h, sizeof h);

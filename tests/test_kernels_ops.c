@@ -1,4 +1,5 @@
-/* test_kernels_ops.c — element-wise kernels, RoPE, attention and top-k.
+/* test_kernels_ops.c — element-wise kernels, RoPE, attention (F32/F16 K/V
+ * and eviction scoring), top-k, max-pool and F32 -> F16 rows.
  *
  * Three kinds of check, after ggml's test-backend-ops:
  *   - the scalar references against hand-computed values (they are the
@@ -373,7 +374,7 @@ static void test_rope_matches_llama_recurrence(void **state)
  * the reference is checked against on random data. */
 static void attention_oracle(const float *q, const float *K, int64_t ldk,
                              const float *V, int64_t ldv, int64_t nv, int hd,
-                             float scale, double *out)
+                             float scale, double *out, double *p_out)
 {
     double *s = malloc((size_t)nv * sizeof *s);
     assert_non_null(s);
@@ -387,6 +388,9 @@ static void attention_oracle(const float *q, const float *K, int64_t ldk,
     }
     for (int64_t j = 0; j < nv; j++)
         sum += (s[j] = exp(s[j] - max));
+    if (p_out)
+        for (int64_t j = 0; j < nv; j++)
+            p_out[j] = s[j] / sum;
     for (int t = 0; t < hd; t++) {
         double acc = 0.0;
         for (int64_t j = 0; j < nv; j++)
@@ -536,7 +540,7 @@ static void run_attention(attention_fn fn, const attn_case *c, jqt_rng *rng,
                     o[t] = 0.0;
             else
                 attention_oracle(q + i * ld, K, ld, V, ld, vis, c->hd, scale,
-                                 o);
+                                 o, NULL);
             for (int t = 0; t < c->hd; t++)
                 of[t] = (float)o[t];
             compare(what, row, of, c->hd, 1e-10, 4e-6);
@@ -597,6 +601,463 @@ static void test_attention_avx512_vs_ref(void **state)
     (void)state;
     REQUIRE_AVX512();
     attention_cases(true);
+}
+
+/* ================================================== attention_ex */
+
+/* jq_attention_ex: F32 and F16 K/V, causal variants, and probability
+ * scoring, each path against a double-precision oracle run on the very
+ * values the kernel sees (F16 keys are dequantized exactly for it). */
+typedef struct {
+    int64_t n_q, n_kv, causal_base;
+    int hd;
+    uint32_t kv_type;
+    int64_t row0, row1, n_score; /* the scoring rows and keys */
+} attn_ex_case;
+
+/* Inputs of one case: q and the K/V values as F32 (for F16 already
+ * rounded to F16), the F16 encodings, and the initial score contents. */
+typedef struct {
+    int64_t ld;
+    float *q, *kf, *vf;
+    uint16_t *kh, *vh; /* NULL for F32 */
+    float *score_init; /* n_score floats */
+} attn_ex_data;
+
+static int64_t visible(const attn_ex_case *c, int64_t i)
+{
+    const int64_t v = c->causal_base + i + 1;
+    return v < 0 ? 0 : v > c->n_kv ? c->n_kv : v;
+}
+
+static void attn_ex_data_make(const attn_ex_case *c, uint64_t seed,
+                              attn_ex_data *d)
+{
+    jqt_rng rng;
+    jqt_rng_seed(&rng, seed);
+    d->ld = c->hd + 3;
+    d->q = alloc_strided(c->n_q, d->ld);
+    d->kf = alloc_strided(c->n_kv, d->ld);
+    d->vf = alloc_strided(c->n_kv, d->ld);
+    /* q in [-3, 3] makes some softmax rows peaked, so the scores cover a
+     * wide range of probabilities */
+    for (int64_t i = 0; i < c->n_q; i++)
+        jqt_fill_uniform(&rng, d->q + i * d->ld, (size_t)c->hd, -3, 3);
+    for (int64_t j = 0; j < c->n_kv; j++) {
+        jqt_fill_uniform(&rng, d->kf + j * d->ld, (size_t)c->hd, -1, 1);
+        jqt_fill_uniform(&rng, d->vf + j * d->ld, (size_t)c->hd, -1, 1);
+    }
+    d->kh = d->vh = NULL;
+    if (c->kv_type == JQ_TYPE_F16) {
+        const size_t n = (size_t)(c->n_kv * d->ld) + 1;
+        d->kh = malloc(n * sizeof *d->kh);
+        d->vh = malloc(n * sizeof *d->vh);
+        assert_non_null(d->kh);
+        assert_non_null(d->vh);
+        for (size_t i = 0; i + 1 < n; i++) {
+            /* gap elements become F16 NaNs: read one, and the output is
+             * NaN and fails */
+            const bool gap = (int64_t)(i % (size_t)d->ld) >= c->hd;
+            d->kh[i] = gap ? 0x7e01 : jq_f32_to_f16(d->kf[i]);
+            d->vh[i] = gap ? 0x7e01 : jq_f32_to_f16(d->vf[i]);
+            if (!gap) {
+                d->kf[i] = jq_f16_to_f32(d->kh[i]);
+                d->vf[i] = jq_f16_to_f32(d->vh[i]);
+            }
+        }
+    }
+    const int64_t ns = c->n_score > 0 ? c->n_score : 0;
+    d->score_init = malloc(((size_t)ns + 1) * sizeof *d->score_init);
+    assert_non_null(d->score_init);
+    jqt_fill_uniform(&rng, d->score_init, (size_t)ns, 0, 2);
+}
+
+static void attn_ex_data_free(attn_ex_data *d)
+{
+    free(d->q);
+    free(d->kf);
+    free(d->vf);
+    free(d->kh);
+    free(d->vh);
+    free(d->score_init);
+}
+
+/* Runs fn on case c into out (n_q x hd, packed) and, when score != NULL,
+ * accumulates into score (n_score floats, initialised from score_init).
+ * Checks the guards after out rows, out, scratch and score. */
+static void attn_ex_run(void (*fn)(const jq_attn_args *), const attn_ex_case *c,
+                        const attn_ex_data *d, bool scoring, float *out,
+                        float *score)
+{
+    const int64_t ld = d->ld;
+    float *o = alloc_strided(c->n_q, ld), *scratch = alloc_guarded(c->n_kv);
+    float *sc = NULL;
+    if (scoring) {
+        sc = alloc_guarded(c->n_score);
+        memcpy(sc, d->score_init, (size_t)c->n_score * sizeof *sc);
+    }
+    const bool f16 = c->kv_type == JQ_TYPE_F16;
+    const jq_attn_args a = {
+        .q = d->q, .ldq = ld, .n_q = c->n_q, .kv_type = c->kv_type,
+        .k = f16 ? (const void *)d->kh : d->kf,
+        .v = f16 ? (const void *)d->vh : d->vf, .ldk = ld, .ldv = ld,
+        .n_kv = c->n_kv, .head_dim = c->hd,
+        .scale = 1.0f / sqrtf((float)c->hd), .causal_base = c->causal_base,
+        .out = o, .ldo = ld, .scratch = scratch, .score = sc,
+        .score_row0 = c->row0, .score_row1 = c->row1, .n_score = c->n_score};
+    fn(&a);
+    char *what = jqt_fmt("attention_ex %s n_q %lld n_kv %lld hd %d base %lld",
+                         f16 ? "f16" : "f32", (long long)c->n_q,
+                         (long long)c->n_kv, c->hd, (long long)c->causal_base);
+    check_guard(scratch, c->n_kv, what);
+    check_guard(o, c->n_q * ld, what);
+    for (int64_t i = 0; i < c->n_q; i++) {
+        for (int64_t t = c->hd; t < ld; t++)
+            if (!is_guard(o[i * ld + t]))
+                fail_msg("%s: row %lld gap element %lld overwritten", what,
+                         (long long)i, (long long)t);
+        memcpy(out + i * c->hd, o + i * ld, (size_t)c->hd * sizeof *out);
+    }
+    if (sc) {
+        check_guard(sc, c->n_score, what);
+        memcpy(score, sc, (size_t)c->n_score * sizeof *score);
+    }
+    free(what);
+    free(o);
+    free(scratch);
+    free(sc);
+}
+
+/* The oracle: outputs in double, and the scores as an explicit
+ * materialised softmax matrix summed over the scoring rows. */
+static void attn_ex_oracle(const attn_ex_case *c, const attn_ex_data *d,
+                           double *out, double *score)
+{
+    const float scale = 1.0f / sqrtf((float)c->hd);
+    double *p = malloc(((size_t)c->n_kv + 1) * sizeof *p);
+    assert_non_null(p);
+    for (int64_t j = 0; j < c->n_score; j++)
+        score[j] = d->score_init[j];
+    for (int64_t i = 0; i < c->n_q; i++) {
+        const int64_t nv = visible(c, i);
+        if (nv == 0) {
+            for (int t = 0; t < c->hd; t++)
+                out[i * c->hd + t] = 0.0;
+            continue;
+        }
+        attention_oracle(d->q + i * d->ld, d->kf, d->ld, d->vf, d->ld, nv,
+                         c->hd, scale, out + i * c->hd, p);
+        if (i >= c->row0 && i < c->row1)
+            for (int64_t j = 0; j < nv && j < c->n_score; j++)
+                score[j] += p[j];
+    }
+    free(p);
+}
+
+/* Worst errors seen, for the report lines. */
+typedef struct {
+    err_stats out_ref, out_avx, score_ref, score_avx, out_vs_ref,
+        score_vs_ref;
+} attn_ex_worst;
+
+static void note(err_stats *w, err_stats e)
+{
+    w->nmse = e.nmse > w->nmse ? e.nmse : w->nmse;
+    w->max_abs = e.max_abs > w->max_abs ? e.max_abs : w->max_abs;
+}
+
+/* Max abs error of the scores against the oracle, and exact checks of the
+ * keys no scoring row sees (they must keep their initial bits). Tolerance:
+ * a probability is off by ~|s| * 1e-7 (float scores of magnitude <~ 5,
+ * exp <= 1.5 ulp), but the error is dominated by the float sums: score[j]
+ * starts in [0, 2) and gains up to one per row, and each add rounds by half
+ * an ulp of the running sum, 2.4e-7 at 2 and 3.8e-6 at 32. So 2e-6 plus
+ * 4e-7 per scoring row [measured worst 2.1e-6, with 40 rows; an error in
+ * the causal limit or a lost row gives >= 1e-3]. */
+static err_stats check_scores(const char *label, const attn_ex_case *c,
+                              const attn_ex_data *d, const float *got,
+                              const double *want)
+{
+    int64_t rows = 0, seen = 0;
+    for (int64_t i = c->row0 < 0 ? 0 : c->row0; i < c->row1 && i < c->n_q;
+         i++) {
+        rows++;
+        seen = visible(c, i) > seen ? visible(c, i) : seen;
+    }
+    const double tol = 2e-6 + 4e-7 * (double)rows;
+    err_stats e = {0, 0};
+    for (int64_t j = 0; j < c->n_score; j++) {
+        if (j >= seen) {
+            if (memcmp(&got[j], &d->score_init[j], sizeof got[j]) != 0)
+                fail_msg("%s: score[%lld] of a key no row sees changed "
+                         "(%.9g -> %.9g)",
+                         label, (long long)j, (double)d->score_init[j],
+                         (double)got[j]);
+            continue;
+        }
+        const double err = fabs((double)got[j] - want[j]);
+        if (!(err <= tol))
+            fail_msg("%s: score[%lld] = %.9g, want %.9g (|err| %.3g > %.3g)",
+                     label, (long long)j, (double)got[j], want[j], err, tol);
+        e.max_abs = err > e.max_abs ? err : e.max_abs;
+    }
+    return e;
+}
+
+static void attn_ex_case_check(const attn_ex_case *c, uint64_t seed,
+                               bool avx512, attn_ex_worst *w)
+{
+    attn_ex_data d;
+    attn_ex_data_make(c, seed, &d);
+    const size_t no = (size_t)(c->n_q * c->hd) + 1,
+                 ns = (size_t)c->n_score + 1;
+    float *out = malloc(no * sizeof *out), *out2 = malloc(no * sizeof *out2);
+    float *score = malloc(ns * sizeof *score);
+    double *want = malloc(no * sizeof *want), *wsc = malloc(ns * sizeof *wsc);
+    float *wantf = malloc(no * sizeof *wantf);
+    assert_true(out && out2 && score && want && wsc && wantf);
+    attn_ex_oracle(c, &d, want, wsc);
+    for (size_t i = 0; i + 1 < no; i++)
+        wantf[i] = (float)want[i];
+    char *label = jqt_fmt("%s %s n_q %lld n_kv %lld hd %d base %lld rows "
+                          "[%lld,%lld) n_score %lld",
+                          avx512 ? "avx512" : "ref",
+                          c->kv_type == JQ_TYPE_F16 ? "f16" : "f32",
+                          (long long)c->n_q, (long long)c->n_kv, c->hd,
+                          (long long)c->causal_base, (long long)c->row0,
+                          (long long)c->row1, (long long)c->n_score);
+    void (*fn)(const jq_attn_args *) =
+        avx512 ? jq_avx512_attention_ex : jq_ref_attention_ex;
+    attn_ex_run(fn, c, &d, true, out, score);
+    /* output vs oracle. The reference's tolerance is the jq_attention one
+     * (1e-10 nmse, 4e-6 abs). The fast path's dots sum in float lanes and
+     * exp differs by <= 1.5 ulp; with q up to 3 the scores reach ~10, so
+     * probabilities move by ~|s| * 1e-7: 1e-10 nmse, 1e-5 abs. */
+    err_stats e = compare(label, out, wantf, c->n_q * c->hd, 1e-10,
+                          avx512 ? 1e-5 : 4e-6);
+    note(avx512 ? &w->out_avx : &w->out_ref, e);
+    note(avx512 ? &w->score_avx : &w->score_ref,
+         check_scores(label, c, &d, score, wsc));
+    /* scoring must not change the output, bit for bit */
+    attn_ex_run(fn, c, &d, false, out2, NULL);
+    if (memcmp(out, out2, (no - 1) * sizeof *out) != 0)
+        fail_msg("%s: output differs with and without scoring", label);
+    /* reproducible: the same call again gives the same scores */
+    float *score2 = malloc(ns * sizeof *score2);
+    assert_non_null(score2);
+    attn_ex_run(fn, c, &d, true, out2, score2);
+    assert_memory_equal(score, score2, (ns - 1) * sizeof *score);
+    free(score2);
+    if (avx512) {
+        /* and the fast path against the reference directly */
+        float *rout = malloc(no * sizeof *rout), *rsc = malloc(ns * sizeof *rsc);
+        assert_true(rout && rsc);
+        attn_ex_run(jq_ref_attention_ex, c, &d, true, rout, rsc);
+        note(&w->out_vs_ref,
+             compare(label, out, rout, c->n_q * c->hd, 1e-10, 1e-5));
+        /* the same float sums of probabilities that differ by ~1e-7
+         * relative: a few ulps of the score */
+        for (int64_t j = 0; j < c->n_score; j++) {
+            const double err = fabs((double)score[j] - rsc[j]);
+            if (!(err <= 1e-6 + 4e-7 * fabs((double)rsc[j])))
+                fail_msg("%s: score[%lld] %.9g vs reference %.9g", label,
+                         (long long)j, (double)score[j], (double)rsc[j]);
+            w->score_vs_ref.max_abs = err > w->score_vs_ref.max_abs
+                                          ? err
+                                          : w->score_vs_ref.max_abs;
+        }
+        free(rout);
+        free(rsc);
+    } else {
+        /* the dispatcher, whichever ISA is active */
+        attn_ex_run(jq_attention_ex, c, &d, true, out2, score);
+        compare(label, out2, wantf, c->n_q * c->hd, 1e-10, 1e-5);
+        check_scores(label, c, &d, score, wsc);
+    }
+    free(label);
+    free(out);
+    free(out2);
+    free(score);
+    free(want);
+    free(wsc);
+    free(wantf);
+    attn_ex_data_free(&d);
+}
+
+static void attention_ex_cases(bool avx512)
+{
+    const int hds[] = {1, 8, 15, 17, 64, 128};
+    const int64_t nkvs[] = {1, 17, 300};
+    const int64_t nqs[] = {1, 5, 40};
+    const uint32_t types[] = {JQ_TYPE_F32, JQ_TYPE_F16};
+    attn_ex_worst w;
+    memset(&w, 0, sizeof w);
+    uint64_t seed = 5000;
+    for (size_t t = 0; t < NELEMS(types); t++)
+        for (size_t a = 0; a < NELEMS(hds); a++)
+            for (size_t b = 0; b < NELEMS(nkvs); b++)
+                for (size_t q = 0; q < NELEMS(nqs); q++) {
+                    const int64_t nq = nqs[q], nkv = nkvs[b];
+                    /* decode (all visible), prefill ending at the last key,
+                     * first row sees one key, first row sees none, a base
+                     * past the end (clamped) */
+                    const int64_t bases[] = {nkv - 1, nkv - nq, 0, -1,
+                                             nkv + 4};
+                    for (size_t bi = 0; bi < NELEMS(bases); bi++) {
+                        /* scoring rows: all, a middle range (an SnapKV
+                         * window), the last row; keys: all, a prefix,
+                         * more than exist */
+                        const int64_t rows[3][2] = {
+                            {0, nq}, {nq / 3, nq - nq / 4}, {nq - 1, nq + 7}};
+                        const int64_t nss[3] = {nkv, nkv / 2 + 1, nkv + 9};
+                        const size_t v = bi % 3;
+                        attn_ex_case c = {nq,       nkv,         bases[bi],
+                                          hds[a],   types[t],    rows[v][0],
+                                          rows[v][1], nss[(bi + q) % 3]};
+                        attn_ex_case_check(&c, seed++, avx512, &w);
+                    }
+                }
+    print_message("attention_ex %s: output vs oracle worst nmse %.3g, max abs "
+                  "%.3g; scores vs oracle max abs %.3g\n",
+                  avx512 ? "avx512" : "ref",
+                  avx512 ? w.out_avx.nmse : w.out_ref.nmse,
+                  avx512 ? w.out_avx.max_abs : w.out_ref.max_abs,
+                  avx512 ? w.score_avx.max_abs : w.score_ref.max_abs);
+    if (avx512)
+        print_message("attention_ex avx512 vs ref: output worst nmse %.3g, "
+                      "max abs %.3g; scores max abs %.3g\n",
+                      w.out_vs_ref.nmse, w.out_vs_ref.max_abs,
+                      w.score_vs_ref.max_abs);
+}
+
+static void test_attention_ex_ref_vs_oracle_and_dispatch(void **state)
+{
+    (void)state;
+    attention_ex_cases(false);
+}
+
+static void test_attention_ex_avx512_vs_oracle_and_ref(void **state)
+{
+    (void)state;
+    REQUIRE_AVX512();
+    attention_ex_cases(true);
+}
+
+/* jq_attention is jq_attention_ex with F32 and no scoring: bit-identical
+ * on each path. */
+static void test_attention_is_ex_f32(void **state)
+{
+    (void)state;
+    const attn_ex_case c = {5, 17, 14, 17, JQ_TYPE_F32, 0, 0, 0};
+    attn_ex_data d;
+    attn_ex_data_make(&c, 11, &d);
+    float out[5 * 17], want[5 * 17], scratch[17];
+    for (int path = 0; path < 2; path++) {
+        if (path == 1 && !jq_cpu_has_avx512())
+            continue;
+        attn_ex_run(path ? jq_avx512_attention_ex : jq_ref_attention_ex, &c,
+                    &d, false, want, NULL);
+        float o[5 * 20];
+        (path ? jq_avx512_attention : jq_ref_attention)(
+            d.q, d.ld, c.n_q, d.kf, d.ld, d.vf, d.ld, c.n_kv, c.hd,
+            1.0f / sqrtf(17.0f), c.causal_base, o, 20, scratch);
+        for (int i = 0; i < 5; i++)
+            memcpy(out + i * 17, o + i * 20, 17 * sizeof *out);
+        assert_memory_equal(out, want, sizeof out);
+    }
+    attn_ex_data_free(&d);
+}
+
+/* Each row alone: its scores sum to 1 when n_score covers every key it
+ * sees (0 when it sees none), keys it cannot see get exactly +0 added
+ * (they stay +0), and all rows together sum to the number of rows that see
+ * at least one key. */
+static void test_attention_ex_score_sums(void **state)
+{
+    (void)state;
+    const int64_t nq = 12, nkv = 40;
+    const int64_t bases[] = {nkv - 1, nkv - nq, 3, -4};
+    const uint32_t types[] = {JQ_TYPE_F32, JQ_TYPE_F16};
+    for (int path = 0; path < 3; path++) {
+        if (path == 1 && !jq_cpu_has_avx512())
+            continue;
+        void (*fn)(const jq_attn_args *) =
+            path == 0 ? jq_ref_attention_ex
+                      : path == 1 ? jq_avx512_attention_ex : jq_attention_ex;
+        for (size_t t = 0; t < NELEMS(types); t++)
+            for (size_t b = 0; b < NELEMS(bases); b++) {
+                attn_ex_case c = {nq, nkv, bases[b], 24, types[t], 0, nq,
+                                  nkv + 5};
+                attn_ex_data d;
+                attn_ex_data_make(&c, 300 + b, &d);
+                memset(d.score_init, 0, (size_t)c.n_score * sizeof(float));
+                float out[12 * 24], score[45];
+                attn_ex_run(fn, &c, &d, true, out, score);
+                double total = 0.0;
+                int64_t seeing = 0;
+                for (int64_t j = 0; j < c.n_score; j++)
+                    total += score[j];
+                for (int64_t i = 0; i < nq; i++)
+                    seeing += visible(&c, i) > 0;
+                assert_close(total, (double)seeing, 1e-5, "sum of scores");
+                for (int64_t i = 0; i < nq; i++) {
+                    attn_ex_case ci = c;
+                    ci.row0 = i;
+                    ci.row1 = i + 1;
+                    attn_ex_run(fn, &ci, &d, true, out, score);
+                    const int64_t nv = visible(&c, i);
+                    double s = 0.0;
+                    for (int64_t j = 0; j < ci.n_score; j++) {
+                        if (j >= nv && memcmp(&score[j], &(float){0.0f},
+                                              sizeof(float)) != 0)
+                            fail_msg("row %lld adds %g to unseen key %lld",
+                                     (long long)i, (double)score[j],
+                                     (long long)j);
+                        s += score[j];
+                    }
+                    if (nv == 0)
+                        assert_true(s == 0.0);
+                    else
+                        assert_close(s, 1.0, 2e-6, "one row's scores");
+                }
+                /* an empty or inverted row range scores nothing */
+                attn_ex_case ce = c;
+                ce.row0 = 7;
+                ce.row1 = 3;
+                attn_ex_run(fn, &ce, &d, true, out, score);
+                for (int64_t j = 0; j < ce.n_score; j++)
+                    assert_true(score[j] == 0.0f);
+                attn_ex_data_free(&d);
+            }
+    }
+}
+
+/* out may alias q, row by row, as with jq_attention; F16 K/V. */
+static void test_attention_ex_out_aliases_q(void **state)
+{
+    (void)state;
+    const attn_ex_case c = {6, 33, 30, 64, JQ_TYPE_F16, 0, 0, 0};
+    for (int path = 0; path < 2; path++) {
+        if (path == 1 && !jq_cpu_has_avx512())
+            continue;
+        void (*fn)(const jq_attn_args *) =
+            path ? jq_avx512_attention_ex : jq_ref_attention_ex;
+        attn_ex_data d;
+        attn_ex_data_make(&c, 21, &d);
+        float want[6 * 64], scratch[33];
+        attn_ex_run(fn, &c, &d, false, want, NULL);
+        const jq_attn_args a = {
+            .q = d.q, .ldq = d.ld, .n_q = c.n_q, .kv_type = c.kv_type,
+            .k = d.kh, .v = d.vh, .ldk = d.ld, .ldv = d.ld, .n_kv = c.n_kv,
+            .head_dim = c.hd, .scale = 1.0f / sqrtf(64.0f),
+            .causal_base = c.causal_base, .out = d.q, .ldo = d.ld,
+            .scratch = scratch};
+        fn(&a);
+        for (int64_t i = 0; i < c.n_q; i++)
+            assert_memory_equal(d.q + i * d.ld, want + i * c.hd,
+                                (size_t)c.hd * sizeof(float));
+        attn_ex_data_free(&d);
+    }
 }
 
 /* ============================================ element-wise, random */
@@ -974,6 +1435,253 @@ static void test_topk_dispatch(void **state)
     topk_random(jq_topk, "dispatch topk");
 }
 
+/* ======================================================== max-pool */
+
+typedef void (*maxpool_fn)(const float *, float *, int64_t, int);
+
+static uint32_t bits_of(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+
+/* out of fn on x[0..n) (guarded), compared bit for bit with want */
+static void check_pool(maxpool_fn fn, const float *x, int64_t n, int k,
+                       const float *want, const char *label)
+{
+    float *o = alloc_guarded(n);
+    fn(x, o, n, k);
+    check_guard(o, n, label);
+    for (int64_t j = 0; j < n; j++)
+        if (bits_of(o[j]) != bits_of(want[j]))
+            fail_msg("%s: n %lld k %d: out[%lld] = %g (0x%08x), want %g "
+                     "(0x%08x)",
+                     label, (long long)n, k, (long long)j, (double)o[j],
+                     bits_of(o[j]), (double)want[j], bits_of(want[j]));
+    free(o);
+}
+
+static void maxpool_known(maxpool_fn fn, const char *label)
+{
+    /* a single peak spreads to +-r, clipped at the edges */
+    float x[40], want[40];
+    for (int peak = 0; peak < 40; peak += 13) /* 0, 13, 26, 39 */
+        for (int k = 1; k <= 9; k += 2) {
+            const int r = (k - 1) / 2;
+            for (int j = 0; j < 40; j++) {
+                x[j] = j == peak ? 5.0f : -1.0f - (float)j * 0.01f;
+                want[j] = 0.0f;
+            }
+            for (int j = 0; j < 40; j++) {
+                if (j >= peak - r && j <= peak + r) {
+                    want[j] = 5.0f;
+                    continue;
+                }
+                /* otherwise the leftmost element of the clipped window,
+                 * the largest of a descending ramp */
+                want[j] = x[j - r < 0 ? 0 : j - r];
+            }
+            check_pool(fn, x, 40, k, want, label);
+        }
+    /* k = 1 copies */
+    jqt_rng rng;
+    jqt_rng_seed(&rng, 8);
+    jqt_fill_uniform(&rng, x, 40, -5, 5);
+    check_pool(fn, x, 40, 1, x, label);
+    /* k > n: every output is the global maximum (k >= 2n - 1 needed) */
+    const float y[5] = {3, -2, 7, 1, -8};
+    const float ally[5] = {7, 7, 7, 7, 7};
+    check_pool(fn, y, 5, 9, ally, label);
+    check_pool(fn, y, 5, 63, ally, label);
+    /* k = 5 on n = 5: the corners miss the far end */
+    const float z[5] = {-8, 1, 3, 2, 7};
+    const float z5[5] = {3, 3, 7, 7, 7};
+    check_pool(fn, z, 5, 5, z5, label);
+    /* signed zeros: +0 wins over -0 whichever comes first */
+    const float zs[4] = {-0.0f, 0.0f, -0.0f, -0.0f};
+    const float zs3[4] = {0.0f, 0.0f, 0.0f, -0.0f};
+    check_pool(fn, zs, 4, 3, zs3, label);
+    /* NaN is ignored unless the whole window is NaN, which gives the
+     * default quiet NaN whatever the input NaNs' payloads and signs */
+    float nan1, nan2, qnan;
+    const uint32_t b1 = 0xffc01234u, b2 = 0x7f800001u, bq = 0x7fc00000u;
+    memcpy(&nan1, &b1, 4);
+    memcpy(&nan2, &b2, 4);
+    memcpy(&qnan, &bq, 4);
+    const float xn[6] = {nan1, 1.0f, nan2, nan1, nan2, -INFINITY};
+    const float wn[6] = {1.0f, 1.0f, 1.0f, qnan, -INFINITY, -INFINITY};
+    check_pool(fn, xn, 6, 3, wn, label);
+    const float xn1[3] = {nan2, 2.0f, nan1};
+    const float wn1[3] = {qnan, 2.0f, qnan};
+    check_pool(fn, xn1, 3, 1, wn1, label);
+    /* n = 0 touches nothing */
+    check_pool(fn, x, 0, 7, want, label);
+}
+
+static void test_maxpool_known(void **state)
+{
+    (void)state;
+    maxpool_known(jq_ref_maxpool1d, "ref maxpool");
+    if (jq_cpu_has_avx512())
+        maxpool_known(jq_avx512_maxpool1d, "avx512 maxpool");
+    maxpool_known(jq_maxpool1d, "dispatch maxpool");
+}
+
+/* Random data (distinct values, heavy ties with signed zeros and
+ * infinities, sprinkled NaNs) for every size and many k: the fast path and
+ * the dispatcher must equal the reference bit for bit. */
+static void test_maxpool_random(void **state)
+{
+    (void)state;
+    const int64_t ns[] = {0, 1, 2, 15, 16, 17, 33, 100, 4097};
+    const int ks[] = {1, 3, 5, 7, 9, 15, 17, 31, 33, 63, 8193};
+    jqt_rng rng;
+    jqt_rng_seed(&rng, 4242);
+    for (size_t a = 0; a < NELEMS(ns); a++)
+        for (int kind = 0; kind < 3; kind++) {
+            const int64_t n = ns[a];
+            float *x = alloc_guarded(n), *want = alloc_guarded(n);
+            for (int64_t i = 0; i < n; i++) {
+                const uint64_t u = jqt_rng_u64(&rng);
+                if (kind == 0)
+                    x[i] = jqt_rng_uniform(&rng, -100, 100);
+                else if (kind == 1)
+                    x[i] = (const float[]){-0.0f, 0.0f, 1.0f, -1.0f,
+                                           -INFINITY, INFINITY, 2.0f,
+                                           -0.0f}[u % 8];
+                else
+                    x[i] = u % 5 == 0 ? (u & 64 ? -NAN : NAN)
+                                      : jqt_rng_uniform(&rng, -1, 1);
+            }
+            /* long NaN runs too, so that all-NaN windows occur */
+            if (kind == 2)
+                for (int64_t i = n / 3; i < n / 3 + 40 && i < n; i++)
+                    x[i] = NAN;
+            for (size_t b = 0; b < NELEMS(ks); b++) {
+                jq_ref_maxpool1d(x, want, n, ks[b]);
+                check_guard(want, n, "ref maxpool");
+                if (jq_cpu_has_avx512())
+                    check_pool(jq_avx512_maxpool1d, x, n, ks[b], want,
+                               "avx512 maxpool");
+                check_pool(jq_maxpool1d, x, n, ks[b], want,
+                           "dispatch maxpool");
+            }
+            check_guard(x, n, "maxpool input");
+            free(x);
+            free(want);
+        }
+}
+
+/* ================================================= F32 -> F16 rows */
+
+/* Converts inputs[0..n) with fn in rows of awkward lengths written at a
+ * 2-byte (not 4-byte) aligned address, and compares every result bit for
+ * bit with jq_f32_to_f16. Returns the number of inputs checked. */
+static int64_t check_f16_rows(void (*fn)(const float *, void *, int64_t),
+                              const float *in, int64_t n, jqt_rng *rng,
+                              const char *label)
+{
+    uint16_t buf[1 + 128 + 16];
+    for (int64_t i = 0; i < n;) {
+        int64_t len = (int64_t)(jqt_rng_u64(rng) % 100);
+        len = len > n - i ? n - i : len;
+        for (size_t g = 0; g < NELEMS(buf); g++)
+            buf[g] = 0xabcd;
+        fn(in + i, buf + 1, len);
+        assert_int_equal(buf[0], 0xabcd);
+        for (int64_t g = len + 1; g < (int64_t)NELEMS(buf); g++)
+            if (buf[g] != 0xabcd)
+                fail_msg("%s: row of %lld wrote element %lld", label,
+                         (long long)len, (long long)(g - 1));
+        for (int64_t t = 0; t < len; t++) {
+            const uint16_t want = jq_f32_to_f16(in[i + t]);
+            if (buf[1 + t] != want)
+                fail_msg("%s: f32 0x%08x -> 0x%04x, want 0x%04x", label,
+                         bits_of(in[i + t]), buf[1 + t], want);
+        }
+        i += len;
+    }
+    return n;
+}
+
+static void quantize_f16_dispatch(const float *src, void *dst, int64_t n)
+{
+    jq_quantize_row(JQ_TYPE_F16, src, dst, n);
+}
+
+/* Every F16 value h (both signs, subnormals, the largest finite, inf),
+ * the floats one ulp either side of it, the midpoint between h and the
+ * next larger magnitude (the rounding tie; 65520 for the largest finite,
+ * where rounding reaches inf) and the floats one ulp either side of that
+ * midpoint; then 10 million random bit patterns (NaNs included). */
+static void f16_cases(void (*fn)(const float *, void *, int64_t),
+                      const char *label)
+{
+    const int64_t per = 6, cap = 65536 * per;
+    float *in = malloc((size_t)cap * sizeof *in);
+    assert_non_null(in);
+    int64_t n = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0)
+            continue; /* NaN halves: covered by the random part */
+        const float f = jq_f16_to_f32((uint16_t)h);
+        const float dir = signbit(f) ? -INFINITY : INFINITY;
+        in[n++] = f;
+        in[n++] = nextafterf(f, dir);
+        in[n++] = nextafterf(f, -dir);
+        if ((h & 0x7fffu) >= 0x7c00u)
+            continue; /* inf has no next magnitude */
+        const double next = (h & 0x7fffu) == 0x7bffu
+                                ? copysign(65536.0, f)
+                                : (double)jq_f16_to_f32((uint16_t)(h + 1));
+        const float mid = (float)(((double)f + next) / 2); /* exact */
+        in[n++] = mid;
+        in[n++] = nextafterf(mid, dir);
+        in[n++] = nextafterf(mid, -dir);
+    }
+    jqt_rng rng;
+    jqt_rng_seed(&rng, 16);
+    int64_t checked = check_f16_rows(fn, in, n, &rng, label);
+    int64_t nans = 0;
+    for (int rep = 0; rep < 10000000 / 65536 + 1; rep++) {
+        for (int64_t i = 0; i < 65536; i++) {
+            const uint32_t b = (uint32_t)(jqt_rng_u64(&rng) >> 32);
+            memcpy(&in[i], &b, sizeof b);
+            nans += isnan(in[i]);
+        }
+        checked += check_f16_rows(fn, in, 65536, &rng, label);
+    }
+    /* NaN stays NaN (checked bit for bit above; restated for the
+     * signalling ones, whose quieting must not make them inf) */
+    const uint32_t snans[] = {0x7f800001u, 0xff800001u, 0x7f801fffu,
+                              0x7fbfffffu, 0x7fc00000u};
+    for (size_t i = 0; i < NELEMS(snans); i++) {
+        float f;
+        uint16_t h;
+        memcpy(&f, &snans[i], 4);
+        fn(&f, &h, 1);
+        assert_true((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0);
+    }
+    print_message("%s: %lld inputs bit-identical to jq_f32_to_f16 (%lld "
+                  "NaNs)\n",
+                  label, (long long)checked, (long long)nans);
+    free(in);
+}
+
+static void test_quantize_f16_avx512(void **state)
+{
+    (void)state;
+    REQUIRE_AVX512();
+    f16_cases(jq_avx512_quantize_row_f16, "avx512 f16 row");
+}
+
+static void test_quantize_f16_dispatch(void **state)
+{
+    (void)state;
+    f16_cases(quantize_f16_dispatch, "dispatch f16 row");
+}
+
 int main(void)
 {
     jq_kernels_init();
@@ -990,6 +1698,11 @@ int main(void)
         cmocka_unit_test(test_attention_causal_mask),
         cmocka_unit_test(test_attention_ref_vs_oracle_and_dispatch),
         cmocka_unit_test(test_attention_avx512_vs_ref),
+        cmocka_unit_test(test_attention_ex_ref_vs_oracle_and_dispatch),
+        cmocka_unit_test(test_attention_ex_avx512_vs_oracle_and_ref),
+        cmocka_unit_test(test_attention_is_ex_f32),
+        cmocka_unit_test(test_attention_ex_score_sums),
+        cmocka_unit_test(test_attention_ex_out_aliases_q),
         cmocka_unit_test(test_eltwise_avx512_vs_ref),
         cmocka_unit_test(test_eltwise_dispatch_vs_ref),
         cmocka_unit_test(test_softmax_masked_avx512),
@@ -998,6 +1711,10 @@ int main(void)
         cmocka_unit_test(test_topk_ref),
         cmocka_unit_test(test_topk_avx512),
         cmocka_unit_test(test_topk_dispatch),
+        cmocka_unit_test(test_maxpool_known),
+        cmocka_unit_test(test_maxpool_random),
+        cmocka_unit_test(test_quantize_f16_avx512),
+        cmocka_unit_test(test_quantize_f16_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
