@@ -59,6 +59,7 @@ int32_t *jq_cli_tokenize(const jq_cmd_info *cmd, const struct jq_model *m,
 int jq_cli_default_threads(void);
 
 int jq_cmd_run(int argc, char **argv);
+int jq_cmd_hitrate(int argc, char **argv);
 int jq_cmd_tokenize(int argc, char **argv);
 int jq_cmd_logits(int argc, char **argv);
 int jq_cmd_gen_model(int argc, char **argv);

@@ -6,8 +6,11 @@
  * (matmuls), by query heads (attention) or by tokens (norms, RoPE), so every
  * parallel region writes disjoint memory and needs no locks.
  *
- * KV cache layout: (layer, kv head, position, head_dim), F32. Keys are
- * stored after RoPE, so a stored key never needs its position again.
+ * The K/V of every row go into the active jq_kv_store (per layer and KV
+ * head, F32 or F16), after RoPE, so a stored key never needs its position
+ * again and heads may hold different numbers of entries after eviction.
+ * Extra rows (Judge Q soft tokens, oracle observers) run in the same batch
+ * after the tokens and can be dropped from the store afterwards.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -23,9 +26,10 @@
 struct jq_ctx {
     const jq_model *m;
     jq_pool *pool;
-    int32_t n_ctx, max_batch, n_past;
-    float *k_cache; /* (n_layer, n_head_kv, n_ctx, head_dim) */
-    float *v_cache; /* (n_layer, n_head_kv, n_ctx, head_dim) */
+    int32_t max_batch;
+    jq_kv_store *own;    /* the context's own store (prefill scratch) */
+    jq_kv_store *kv;     /* the active store: own, or one set by the caller */
+    bool kv_owned;       /* kv != own and the context frees it */
     float *x;       /* (max_batch, n_embd) residual stream */
     float *xb;      /* (max_batch, n_embd) normalised input of a block */
     float *q;       /* (max_batch, n_head * head_dim) */
@@ -37,6 +41,7 @@ struct jq_ctx {
     float *hb2;     /* (max_batch, n_ff) up */
     float *scratch; /* per thread: GEMM panel or attention scores */
     size_t scratch_floats; /* per thread, padded to a cache line */
+    int32_t scratch_kv;    /* attention keys the scratch can score */
     int n_threads;
 };
 
@@ -61,12 +66,17 @@ static void *alloc_floats(size_t n)
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-jq_ctx *jq_ctx_new(const jq_model *m, int32_t n_ctx, int32_t max_batch,
-                   jq_pool *pool, char *err, size_t errlen)
+jq_ctx *jq_ctx_new_typed(const jq_model *m, int32_t n_ctx, int32_t max_batch,
+                         uint32_t kv_type, jq_pool *pool, char *err,
+                         size_t errlen)
 {
     const jq_hparams *hp = &m->hp;
     if (n_ctx < 1) {
         set_err(err, errlen, "context size %d must be at least 1", n_ctx);
+        return NULL;
+    }
+    if (kv_type != JQ_TYPE_F32 && kv_type != JQ_TYPE_F16) {
+        set_err(err, errlen, "KV type must be f32 or f16");
         return NULL;
     }
     if (max_batch <= 0 || max_batch > n_ctx)
@@ -78,20 +88,20 @@ jq_ctx *jq_ctx_new(const jq_model *m, int32_t n_ctx, int32_t max_batch,
     }
     c->m = m;
     c->pool = pool;
-    c->n_ctx = n_ctx;
     c->max_batch = max_batch;
     c->n_threads = pool && pool->n_threads > 1 ? pool->n_threads : 1;
 
     size_t q_dim = (size_t)hp->n_head * hp->head_dim;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t cache = (size_t)hp->n_layer * kv_dim * (size_t)n_ctx;
     size_t B = (size_t)max_batch;
     int64_t widest = max64(max64(hp->n_embd, hp->n_ff), (int64_t)q_dim);
+    c->scratch_kv = n_ctx;
     size_t per_thread = (size_t)max64(JQ_GEMM_PANEL * widest, n_ctx);
     c->scratch_floats = (per_thread + 15) / 16 * 16;
 
-    c->k_cache = alloc_floats(cache);
-    c->v_cache = alloc_floats(cache);
+    c->own = jq_kv_store_new(hp->n_layer, hp->n_head_kv, hp->head_dim,
+                             kv_type, n_ctx);
+    c->kv = c->own;
     c->x = alloc_floats(B * hp->n_embd);
     c->xb = alloc_floats(B * hp->n_embd);
     c->q = alloc_floats(B * q_dim);
@@ -102,8 +112,8 @@ jq_ctx *jq_ctx_new(const jq_model *m, int32_t n_ctx, int32_t max_batch,
     c->hb = alloc_floats(B * hp->n_ff);
     c->hb2 = alloc_floats(B * hp->n_ff);
     c->scratch = alloc_floats(c->scratch_floats * (size_t)c->n_threads);
-    if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k ||
-        !c->v || !c->att || !c->proj || !c->hb || !c->hb2 || !c->scratch) {
+    if (!c->own || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->att ||
+        !c->proj || !c->hb || !c->hb2 || !c->scratch) {
         set_err(err, errlen,
                 "out of memory allocating a context of %d positions", n_ctx);
         jq_ctx_free(c);
@@ -112,12 +122,20 @@ jq_ctx *jq_ctx_new(const jq_model *m, int32_t n_ctx, int32_t max_batch,
     return c;
 }
 
+jq_ctx *jq_ctx_new(const jq_model *m, int32_t n_ctx, int32_t max_batch,
+                   jq_pool *pool, char *err, size_t errlen)
+{
+    return jq_ctx_new_typed(m, n_ctx, max_batch, JQ_TYPE_F32, pool, err,
+                            errlen);
+}
+
 void jq_ctx_free(jq_ctx *c)
 {
     if (!c)
         return;
-    free(c->k_cache);
-    free(c->v_cache);
+    if (c->kv_owned)
+        jq_kv_store_free(c->kv);
+    jq_kv_store_free(c->own);
     free(c->x);
     free(c->xb);
     free(c->q);
@@ -131,15 +149,32 @@ void jq_ctx_free(jq_ctx *c)
     free(c);
 }
 
-int32_t jq_ctx_n_past(const jq_ctx *c) { return c->n_past; }
-int32_t jq_ctx_n_ctx(const jq_ctx *c) { return c->n_ctx; }
-void jq_ctx_reset(jq_ctx *c) { c->n_past = 0; }
+const jq_model *jq_ctx_model(const jq_ctx *c) { return c->m; }
+int32_t jq_ctx_max_batch(const jq_ctx *c) { return c->max_batch; }
+int32_t jq_ctx_n_past(const jq_ctx *c) { return c->kv->next_pos; }
+int32_t jq_ctx_n_ctx(const jq_ctx *c) { return c->own->cap[0]; }
+jq_kv_store *jq_ctx_kv(jq_ctx *c) { return c->kv; }
+jq_kv_store *jq_ctx_own_kv(jq_ctx *c) { return c->own; }
+
+void jq_ctx_set_kv(jq_ctx *c, jq_kv_store *kv, bool owned)
+{
+    if (c->kv_owned && c->kv != kv)
+        jq_kv_store_free(c->kv);
+    c->kv = kv;
+    c->kv_owned = owned && kv != c->own;
+}
+
+void jq_ctx_reset(jq_ctx *c)
+{
+    jq_ctx_set_kv(c, c->own, false);
+    jq_kv_store_clear(c->own);
+}
 
 uint64_t jq_ctx_kv_bytes(const jq_ctx *c, int32_t n_positions)
 {
     const jq_hparams *hp = &c->m->hp;
-    return 2ull * (uint64_t)hp->n_layer * (uint64_t)hp->n_head_kv *
-           (uint64_t)hp->head_dim * (uint64_t)n_positions * sizeof(float);
+    return jq_kv_bytes_for(hp->n_layer, hp->n_head_kv, hp->head_dim,
+                           c->own->type, n_positions);
 }
 
 static float *thread_scratch(jq_ctx *c, int ith)
@@ -232,20 +267,17 @@ static void rows_task(void *arg, int ith, int nth)
                         c->hb2 + i * (size_t)hp->n_ff, hp->n_ff);
             break;
         case STEP_ROPE_STORE: {
-            int32_t pos = c->n_past + (int32_t)i;
+            jq_kv_store *kv = c->kv;
+            int32_t pos = kv->next_pos + (int32_t)i;
             float *q = c->q + i * q_dim, *k = c->k + i * kv_dim;
             jq_rope(q, hp->n_head, hp->head_dim, hp->rope_dim, pos,
                     hp->rope_base, NULL, hp->rope_neox);
             jq_rope(k, hp->n_head_kv, hp->head_dim, hp->rope_dim, pos,
                     hp->rope_base, NULL, hp->rope_neox);
             for (int g = 0; g < hp->n_head_kv; g++) {
-                size_t off = (((size_t)j->layer * hp->n_head_kv + g) *
-                                  (size_t)c->n_ctx + (size_t)pos) *
-                             hp->head_dim;
-                memcpy(c->k_cache + off, k + (size_t)g * hp->head_dim,
-                       hp->head_dim * sizeof(float));
-                memcpy(c->v_cache + off, c->v + i * kv_dim + (size_t)g * hp->head_dim,
-                       hp->head_dim * sizeof(float));
+                int32_t at = kv->len[jq_kv_head(kv, j->layer, g)] + (int32_t)i;
+                jq_kv_put(kv, j->layer, g, at, k + (size_t)g * hp->head_dim,
+                          c->v + i * kv_dim + (size_t)g * hp->head_dim, pos);
             }
             break;
         }
@@ -267,6 +299,7 @@ typedef struct {
     jq_ctx *c;
     int32_t n;
     int layer;
+    const jq_eval_opts *opts;
 } attn_job;
 
 static void attn_task(void *arg, int ith, int nth)
@@ -274,90 +307,193 @@ static void attn_task(void *arg, int ith, int nth)
     attn_job *j = arg;
     jq_ctx *c = j->c;
     const jq_hparams *hp = &c->m->hp;
+    const jq_kv_store *kv = c->kv;
     int group = hp->n_head / hp->n_head_kv;
     size_t q_dim = (size_t)hp->n_head * hp->head_dim;
-    int64_t n_kv = (int64_t)c->n_past + j->n;
     float scale = 1.0f / sqrtf((float)hp->head_dim);
+    const jq_eval_opts *o = j->opts;
     for (int h = ith; h < hp->n_head; h += nth) {
         int g = h / group;
-        size_t base = ((size_t)j->layer * hp->n_head_kv + g) * (size_t)c->n_ctx *
-                      hp->head_dim;
-        jq_attention(c->q + (size_t)h * hp->head_dim, (int64_t)q_dim, j->n,
-                     c->k_cache + base, hp->head_dim, c->v_cache + base,
-                     hp->head_dim, n_kv, hp->head_dim, scale, c->n_past,
-                     c->att + (size_t)h * hp->head_dim, (int64_t)q_dim,
-                     thread_scratch(c, ith));
+        /* the head already holds len entries; row i also sees rows 0..i */
+        int32_t len = kv->len[jq_kv_head(kv, j->layer, g)];
+        jq_attn_args a = {
+            .q = c->q + (size_t)h * hp->head_dim,
+            .ldq = (int64_t)q_dim,
+            .n_q = j->n,
+            .kv_type = kv->type,
+            .k = jq_kv_key(kv, j->layer, g, 0),
+            .v = jq_kv_value(kv, j->layer, g, 0),
+            .ldk = hp->head_dim,
+            .ldv = hp->head_dim,
+            .n_kv = (int64_t)len + j->n,
+            .head_dim = hp->head_dim,
+            .scale = scale,
+            .causal_base = len,
+            .out = c->att + (size_t)h * hp->head_dim,
+            .ldo = (int64_t)q_dim,
+            .scratch = thread_scratch(c, ith),
+        };
+        if (o && o->scores) {
+            a.score = o->scores +
+                      ((size_t)j->layer * hp->n_head + h) * (size_t)o->n_score;
+            a.score_row0 = o->score_row0;
+            a.score_row1 = o->score_row1;
+            a.n_score = o->n_score;
+        }
+        jq_attention_ex(&a);
     }
 }
 
 /* ---- the forward pass */
 
-int jq_ctx_eval(jq_ctx *c, const int32_t *tokens, int32_t n, float *logits,
-                char *err, size_t errlen)
+static void embed_rows(jq_ctx *c, const int32_t *tokens, int32_t n,
+                       int32_t first_row)
 {
     const jq_model *m = c->m;
-    const jq_hparams *hp = &m->hp;
-    if (n < 1 || n > c->max_batch) {
-        set_err(err, errlen, "batch of %d tokens (allowed 1..%d)", n,
-                c->max_batch);
-        return -1;
-    }
-    if ((int64_t)c->n_past + n > c->n_ctx) {
-        set_err(err, errlen,
-                "context full: %d positions used + %d new > %d", c->n_past, n,
-                c->n_ctx);
-        return -1;
-    }
+    size_t E = (size_t)m->hp.n_embd;
+    for (int32_t i = 0; i < n; i++)
+        jq_dequantize_row(m->tok_embd.type,
+                          (const char *)m->tok_embd.data +
+                              (size_t)tokens[i] * m->tok_embd.row_bytes,
+                          c->x + (size_t)(first_row + i) * E, m->hp.n_embd);
+}
+
+static int check_tokens(const jq_hparams *hp, const int32_t *t, int32_t n,
+                        int32_t first_row, char *err, size_t errlen)
+{
     for (int32_t i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab) {
+        if (t[i] < 0 || t[i] >= hp->n_vocab) {
             set_err(err, errlen,
                     "token id %d at batch index %d is outside the vocabulary "
                     "(0..%d)",
-                    tokens[i], i, hp->n_vocab - 1);
+                    t[i], first_row + i, hp->n_vocab - 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int jq_ctx_eval_ex(jq_ctx *c, const int32_t *tokens, int32_t n,
+                   const jq_eval_opts *o, float *logits, char *err,
+                   size_t errlen)
+{
+    const jq_model *m = c->m;
+    const jq_hparams *hp = &m->hp;
+    jq_kv_store *kv = c->kv;
+    int32_t n_extra = o ? o->n_extra : 0;
+    if (n_extra < 0 || (n_extra > 0 && !o->extra_tokens && !o->extra_embd)) {
+        set_err(err, errlen, "extra rows given without tokens or embeddings");
+        return -1;
+    }
+    int32_t rows = n + n_extra;
+    if (n < 1 || rows > c->max_batch) {
+        set_err(err, errlen, "batch of %d tokens + %d extra rows (allowed "
+                "1..%d rows)", n, n_extra, c->max_batch);
+        return -1;
+    }
+    if (jq_kv_store_room(kv) < rows) {
+        set_err(err, errlen,
+                "context full: %d positions used, %d free, %d new",
+                kv->next_pos, jq_kv_store_room(kv), rows);
+        return -1;
+    }
+    if (kv->n_layer != hp->n_layer || kv->n_head_kv != hp->n_head_kv ||
+        kv->head_dim != hp->head_dim) {
+        set_err(err, errlen, "KV store shape does not match the model");
+        return -1;
+    }
+    for (size_t h = 0; h < (size_t)hp->n_layer * hp->n_head_kv; h++) {
+        if ((int64_t)kv->len[h] + rows > c->scratch_kv) {
+            set_err(err, errlen,
+                    "a head would attend over %lld entries; this context's "
+                    "scratch holds %d",
+                    (long long)kv->len[h] + rows, c->scratch_kv);
+            return -1;
+        }
+    }
+    if (check_tokens(hp, tokens, n, 0, err, errlen) != 0)
+        return -1;
+    if (o && o->extra_tokens &&
+        check_tokens(hp, o->extra_tokens, n_extra, n, err, errlen) != 0)
+        return -1;
+    int32_t logits_row = (o && o->logits_row >= 0) ? o->logits_row : n - 1;
+    if (o && (o->logits_row >= rows)) {
+        set_err(err, errlen, "logits row %d outside the batch of %d rows",
+                o->logits_row, rows);
+        return -1;
+    }
+    if (o && o->scores) {
+        int32_t max_keys = kv->len[0] + rows; /* every head appends rows */
+        for (size_t h = 1; h < (size_t)hp->n_layer * hp->n_head_kv; h++)
+            if (kv->len[h] + rows > max_keys)
+                max_keys = kv->len[h] + rows;
+        if (o->score_row0 < 0 || o->score_row1 > rows ||
+            o->score_row0 > o->score_row1 || o->n_score < 0 ||
+            o->n_score > max_keys) {
+            set_err(err, errlen, "scoring rows [%d, %d) or keys %d outside "
+                    "the batch", o->score_row0, o->score_row1, o->n_score);
             return -1;
         }
     }
     size_t E = (size_t)hp->n_embd;
 
-    /* token embeddings */
-    for (int32_t i = 0; i < n; i++)
-        jq_dequantize_row(m->tok_embd.type,
-                          (const char *)m->tok_embd.data +
-                              (size_t)tokens[i] * m->tok_embd.row_bytes,
-                          c->x + i * E, hp->n_embd);
+    /* token embeddings, then the extra rows */
+    embed_rows(c, tokens, n, 0);
+    if (n_extra > 0) {
+        if (o->extra_tokens)
+            embed_rows(c, o->extra_tokens, n_extra, n);
+        else
+            memcpy(c->x + (size_t)n * E, o->extra_embd,
+                   (size_t)n_extra * E * sizeof(float));
+    }
 
     for (int l = 0; l < hp->n_layer; l++) {
         const jq_layer *ly = &m->layers[l];
         /* attention rmsnorm */
-        rows_step(c, n, l, ly->attn_norm, STEP_NORM);
+        rows_step(c, rows, l, ly->attn_norm, STEP_NORM);
         /* qkv matmuls */
-        linear(c, &ly->wq, c->xb, n, c->q);
-        linear(c, &ly->wk, c->xb, n, c->k);
-        linear(c, &ly->wv, c->xb, n, c->v);
-        /* RoPE on q and k; k and v into the cache */
-        rows_step(c, n, l, NULL, STEP_ROPE_STORE);
-        /* causal attention over the cache */
-        attn_job aj = {.c = c, .n = n, .layer = l};
+        linear(c, &ly->wq, c->xb, rows, c->q);
+        linear(c, &ly->wk, c->xb, rows, c->k);
+        linear(c, &ly->wv, c->xb, rows, c->v);
+        /* RoPE on q and k; k and v appended to the store */
+        rows_step(c, rows, l, NULL, STEP_ROPE_STORE);
+        /* causal attention over the store (and scoring by observers) */
+        attn_job aj = {.c = c, .n = rows, .layer = l, .opts = o};
         jq_pool_run(c->pool, attn_task, &aj);
+        for (int g = 0; g < hp->n_head_kv; g++)
+            kv->len[jq_kv_head(kv, l, g)] += rows;
         /* output projection and residual */
-        linear(c, &ly->wo, c->att, n, c->proj);
-        rows_step(c, n, l, NULL, STEP_RESIDUAL);
+        linear(c, &ly->wo, c->att, rows, c->proj);
+        rows_step(c, rows, l, NULL, STEP_RESIDUAL);
         /* ffn rmsnorm, SwiGLU, down projection and residual */
-        rows_step(c, n, l, ly->ffn_norm, STEP_NORM);
-        linear(c, &ly->w_gate, c->xb, n, c->hb);
-        linear(c, &ly->w_up, c->xb, n, c->hb2);
-        rows_step(c, n, l, NULL, STEP_SWIGLU);
-        linear(c, &ly->w_down, c->hb, n, c->proj);
-        rows_step(c, n, l, NULL, STEP_RESIDUAL);
+        rows_step(c, rows, l, ly->ffn_norm, STEP_NORM);
+        linear(c, &ly->w_gate, c->xb, rows, c->hb);
+        linear(c, &ly->w_up, c->xb, rows, c->hb2);
+        rows_step(c, rows, l, NULL, STEP_SWIGLU);
+        linear(c, &ly->w_down, c->hb, rows, c->proj);
+        rows_step(c, rows, l, NULL, STEP_RESIDUAL);
     }
-    c->n_past += n;
+    if (n_extra > 0 && !o->keep_extra) {
+        /* observers leave nothing behind: drop their K/V and positions */
+        for (size_t h = 0; h < (size_t)hp->n_layer * hp->n_head_kv; h++)
+            kv->len[h] -= n_extra;
+        kv->next_pos += n;
+    } else {
+        kv->next_pos += rows;
+    }
 
     if (logits) {
-        /* final rmsnorm of the last token, then the classifier */
+        /* final rmsnorm of the chosen row, then the classifier */
         float *last = c->xb; /* row 0 of xb is free now */
-        jq_rmsnorm(last, c->x + (size_t)(n - 1) * E, m->output_norm,
+        jq_rmsnorm(last, c->x + (size_t)logits_row * E, m->output_norm,
                    hp->n_embd, hp->rms_eps);
         linear(c, &m->output, last, 1, logits);
     }
     return 0;
+}
+
+int jq_ctx_eval(jq_ctx *c, const int32_t *tokens, int32_t n, float *logits,
+                char *err, size_t errlen)
+{
+    return jq_ctx_eval_ex(c, tokens, n, NULL, logits, err, errlen);
 }

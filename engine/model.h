@@ -77,26 +77,70 @@ uint64_t jq_model_weight_bytes(const jq_model *m);
 
 /* ------------------------------------------------------------ run state */
 
+#include "kv_store.h"
+
 typedef struct jq_ctx jq_ctx;
 
-/* A sequence of up to n_ctx positions on model m, computing through pool
- * (NULL: the calling thread only). max_batch bounds the tokens of one
- * jq_ctx_eval call (it sizes the activations; 0 = n_ctx). */
+/* Activations for batches of up to max_batch rows (0 = n_ctx) on model m,
+ * computing through pool (NULL: the calling thread only), plus the
+ * context's own KV store of n_ctx positions per head in kv_type (F32 or
+ * F16), which is the active store until jq_ctx_set_kv replaces it. */
 jq_ctx *jq_ctx_new(const jq_model *m, int32_t n_ctx, int32_t max_batch,
                    jq_pool *pool, char *err, size_t errlen);
+jq_ctx *jq_ctx_new_typed(const jq_model *m, int32_t n_ctx, int32_t max_batch,
+                         uint32_t kv_type, jq_pool *pool, char *err,
+                         size_t errlen);
 void jq_ctx_free(jq_ctx *c);
+const jq_model *jq_ctx_model(const jq_ctx *c);
+int32_t jq_ctx_max_batch(const jq_ctx *c);
+/* The position the next token takes (= tokens evaluated so far). */
 int32_t jq_ctx_n_past(const jq_ctx *c);
+/* Capacity of the context's own store per head. */
 int32_t jq_ctx_n_ctx(const jq_ctx *c);
-/* Forgets the sequence (n_past = 0); buffers are kept. */
+/* Forgets the sequence: the own store becomes the active one, emptied (a
+ * store set with jq_ctx_set_kv(owned = true) is freed). */
 void jq_ctx_reset(jq_ctx *c);
-/* KV cache bytes this context holds for n positions. */
+/* KV cache bytes (keys + values) for n positions in every head. */
 uint64_t jq_ctx_kv_bytes(const jq_ctx *c, int32_t n_positions);
 
-/* Evaluates tokens[0..n) at positions n_past.. n_past+n-1 in one batch and
- * appends their K/V. When logits is non-NULL it receives the n_vocab logits
- * of the last token. Returns 0, or -1 with a message (token id out of the
- * vocabulary, context full, n > max_batch). */
+/* The store the next evaluation reads and appends to. */
+jq_kv_store *jq_ctx_kv(jq_ctx *c);
+/* The context's own (prefill scratch) store. */
+jq_kv_store *jq_ctx_own_kv(jq_ctx *c);
+/* Makes kv the active store (its shape must match the model). With owned,
+ * the context frees it when it is replaced, on reset, or at jq_ctx_free. */
+void jq_ctx_set_kv(jq_ctx *c, jq_kv_store *kv, bool owned);
+
+/* Options of one evaluation (all zero = plain evaluation). */
+typedef struct {
+    /* Extra rows evaluated after the n tokens, at the following positions:
+     * either token ids (extra_tokens) or input embeddings (extra_embd,
+     * n_extra rows of n_embd floats: Judge Q soft tokens). */
+    const int32_t *extra_tokens;
+    const float *extra_embd;
+    int32_t n_extra;
+    /* When true the extra rows' K/V are kept in the store and the position
+     * advances past them; when false (observers) they are dropped after
+     * the pass and the next token takes position n_past + n. */
+    bool keep_extra;
+    /* Scoring: batch rows [score_row0, score_row1) add their attention
+     * probabilities of store entries [0, n_score) into
+     * scores[(l * n_head + h) * n_score + j] (accumulated). */
+    float *scores;
+    int32_t score_row0, score_row1, n_score;
+    /* Which batch row's logits to return (-1: the last of the n tokens). */
+    int32_t logits_row;
+} jq_eval_opts;
+
+/* Evaluates tokens[0..n) (and any extra rows) in one batch at positions
+ * n_past.., appending their K/V to the active store. When logits is
+ * non-NULL it receives the n_vocab logits of the chosen row. Returns 0, or
+ * -1 with a message (token id out of the vocabulary, store full, batch
+ * larger than max_batch). */
 int jq_ctx_eval(jq_ctx *c, const int32_t *tokens, int32_t n, float *logits,
                 char *err, size_t errlen);
+int jq_ctx_eval_ex(jq_ctx *c, const int32_t *tokens, int32_t n,
+                   const jq_eval_opts *opts, float *logits, char *err,
+                   size_t errlen);
 
 #endif
