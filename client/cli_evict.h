@@ -36,6 +36,9 @@ enum {
 #define JQ_CLI_EVICT_HELP                                                    \
     "      --evict POLICY   full, streaming, h2o, snapkv, pyramidkv, adakv,\n" \
     "                       judgeq or oracle (default full)\n"               \
+    JQ_CLI_EVICT_PARAMS_HELP
+/* The parameters without --evict (commands that compare policies). */
+#define JQ_CLI_EVICT_PARAMS_HELP                                             \
     "      --budget B       prompt KV entries kept per layer and KV head\n"  \
     "      --window W       recent prompt tokens always kept (default 32)\n" \
     "      --sink S         streaming: first tokens kept (default 4)\n"      \

@@ -41,7 +41,7 @@ static const jq_cmd_info hitrate_info = {
     "  -n, --n-predict N    greedy tokens that define the oracle (default 32)\n"
     "      --threads N      compute threads (default: all CPUs available)\n"
     "      --no-bos         do not add the BOS token to the prompt\n"
-    JQ_CLI_EVICT_HELP
+    JQ_CLI_EVICT_PARAMS_HELP
     "  -h, --help           this help\n",
 };
 
