@@ -13,7 +13,6 @@
 ROOT      := $(abspath .)
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BLAS_DIR  := /usr/lib/$(MULTIARCH)/openblas-pthread
-BLAS_INC  := /usr/include/$(MULTIARCH)/openblas-pthread
 
 # B is the build directory (override to keep several builds apart).
 ifeq ($(SANITIZE),1)
@@ -27,13 +26,14 @@ endif
 CC       ?= cc
 OPT      ?= -O2
 CFLAGS   := -std=c17 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fPIC \
-            -I$(ROOT)/kernels -I$(ROOT)/engine -I$(ROOT)/client -I$(BLAS_INC) \
+            -I$(ROOT)/kernels -I$(ROOT)/engine -I$(ROOT)/client \
+            -DJQ_OPENBLAS_PATH='"$(BLAS_DIR)/libopenblas.so.0"' \
             -MMD -MP $(SANFLAGS) $(EXTRA_CFLAGS)
 AVX512FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 \
             -mavx512vnni -mfma -mf16c -mbmi2
-LDFLAGS  := -pthread $(SANFLAGS) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
-BLAS_LIB := -lopenblas
-LIBS     := $(BLAS_LIB) $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson) -lm
+# OpenBLAS is loaded at run time (kernels/blas.c explains why), not linked.
+LDFLAGS  := -pthread $(SANFLAGS)
+LIBS     := -ldl $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson) -lm
 TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 KERNEL_SRC := $(wildcard kernels/*.c)

@@ -7,6 +7,7 @@
  * is made once; JUDGEQ_ISA=scalar forces the reference everywhere.
  */
 #include "kernels.h"
+#include "blas.h"
 #include "isa_internal.h"
 
 #include <pthread.h>
@@ -49,6 +50,7 @@ static void detect_cpu(void)
 static void init_once(void)
 {
     detect_cpu();
+    jq_blas_choose_core(has_avx512);
     const char *want = getenv("JUDGEQ_ISA");
     if (want && strcmp(want, "scalar") == 0)
         jq_isa_active = JQ_ISA_SCALAR;
