@@ -26,7 +26,8 @@ endif
 CC       ?= cc
 OPT      ?= -O2
 CFLAGS   := -std=c17 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fPIC \
-            -I$(ROOT)/kernels -I$(ROOT)/engine -I$(ROOT)/client \
+            -I$(ROOT)/kernels -I$(ROOT)/engine -I$(ROOT)/client -I$(ROOT)/daemon \
+            -I$(ROOT)/$(B)/gen \
             -DJQ_OPENBLAS_PATH='"$(BLAS_DIR)/libopenblas.so.0"' \
             -MMD -MP $(SANFLAGS) $(EXTRA_CFLAGS)
 AVX512FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 \
@@ -35,8 +36,18 @@ AVX512FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 \
 LDFLAGS  := -pthread $(SANFLAGS)
 LIBS     := -ldl $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson) -lm
 TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+PROTOC_LIBS := $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+DAEMON_LIBS := $(shell pkg-config --libs libuv hwloc libsystemd 2>/dev/null || echo -luv -lhwloc -lsystemd) $(PROTOC_LIBS)
+
+# The wire contract: protoc-c generates C into $(B)/gen.
+PROTO_C    := $(B)/gen/judgeq.pb-c.c
+PROTO_H    := $(B)/gen/judgeq.pb-c.h
+PROTO_OBJ  := $(B)/obj/gen/judgeq.pb-c.o
 
 KERNEL_SRC := $(wildcard kernels/*.c)
+DAEMON_SRC := $(wildcard daemon/*.c)
+# libjudgeq, the client library: libc + protobuf-c only
+CLIENTLIB_SRC := $(wildcard client/lib/*.c)
 ENGINE_SRC := $(wildcard engine/*.c)
 CLI_SRC    := $(wildcard client/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
@@ -50,18 +61,26 @@ CLI_MAIN   := $(B)/obj/client/judgeq_main.o
 CLI_LIBOBJ := $(filter-out $(CLI_MAIN),$(CLI_OBJ))
 TEST_HELPER_OBJ := $(call obj,$(TEST_HELPER_SRC))
 TEST_BIN   := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
+DAEMON_MAIN := $(B)/obj/daemon/judgeqd_main.o
+DAEMON_LIBOBJ := $(filter-out $(DAEMON_MAIN),$(DAEMON_OBJ))
+CLIENTLIB_OBJ := $(call obj,$(CLIENTLIB_SRC))
 
 KERNEL_LIB := $(B)/lib/libjudgeq-kernels.a
 ENGINE_LIB := $(B)/lib/libjudgeq-engine.a
 CLI_LIB    := $(B)/lib/libjudgeq-cli.a
 JUDGEQ     := $(B)/bin/judgeq
+DAEMON_LIB := $(B)/lib/libjudgeqd.a
+CLIENT_A   := $(B)/lib/libjudgeq.a
+CLIENT_SO  := $(B)/lib/libjudgeq.so.0
+JUDGEQD    := $(if $(wildcard daemon/judgeqd_main.c),$(B)/bin/judgeqd)
 
 .PHONY: all deps test clean check-format format
 all: deps
 	@$(MAKE) --no-print-directory build-all
 
 .PHONY: build-all
-build-all: $(JUDGEQ) $(TEST_BIN)
+build-all: $(JUDGEQ) $(JUDGEQD) $(CLIENT_SO) $(TEST_BIN)
 
 # Debian packages the build and the tests need. Installed only when missing;
 # as root directly, otherwise through sudo.
@@ -81,6 +100,19 @@ deps:
 	  { echo "make deps: could not install:$$missing" >&2; exit 1; }; \
 	fi
 
+$(PROTO_C) $(PROTO_H): proto/judgeq.proto
+	@mkdir -p $(B)/gen
+	protoc-c --proto_path=proto --c_out=$(B)/gen proto/judgeq.proto
+
+$(PROTO_OBJ): $(PROTO_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# Everything may include the generated header, so it exists before any
+# object is compiled.
+$(KERNEL_OBJ) $(ENGINE_OBJ) $(CLI_OBJ) $(DAEMON_OBJ) $(CLIENTLIB_OBJ) \
+$(TEST_HELPER_OBJ) $(patsubst tests/%.c,$(B)/obj/tests/%.o,$(TEST_SRC)): | $(PROTO_H)
+
 $(B)/obj/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX512FLAGS) -c $< -o $@
@@ -99,13 +131,28 @@ $(CLI_LIB): $(CLI_LIBOBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(JUDGEQ): $(CLI_MAIN) $(CLI_LIB) $(ENGINE_LIB) $(KERNEL_LIB)
+$(DAEMON_LIB): $(DAEMON_LIBOBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	rm -f $@ && ar rcs $@ $^
+$(CLIENT_A): $(CLIENTLIB_OBJ) $(PROTO_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(CLIENT_SO): $(CLIENTLIB_OBJ) $(PROTO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libjudgeq.so.0 -o $@ $^ $(PROTOC_LIBS)
+	ln -sf libjudgeq.so.0 $(B)/lib/libjudgeq.so
 
-$(B)/tests/%: $(B)/obj/tests/%.o $(TEST_HELPER_OBJ) $(CLI_LIB) $(ENGINE_LIB) $(KERNEL_LIB)
+$(JUDGEQ): $(CLI_MAIN) $(CLI_LIB) $(CLIENT_A) $(ENGINE_LIB) $(KERNEL_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(TEST_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(PROTOC_LIBS)
+
+$(B)/bin/judgeqd: $(DAEMON_MAIN) $(DAEMON_LIB) $(CLIENT_A) $(ENGINE_LIB) $(KERNEL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(DAEMON_LIBS)
+
+$(B)/tests/%: $(B)/obj/tests/%.o $(TEST_HELPER_OBJ) $(CLI_LIB) $(DAEMON_LIB) $(CLIENT_A) $(ENGINE_LIB) $(KERNEL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(DAEMON_LIBS) $(TEST_LIBS)
 
 # The suite runs every test binary twice: with the ISA the CPU offers and
 # with JUDGEQ_ISA=scalar, so both kernel paths carry the whole engine.
