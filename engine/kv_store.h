@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
+typedef struct jq_kv_store_s {
     int32_t n_layer, n_head_kv, head_dim;
     uint32_t type;       /* JQ_TYPE_F32 or JQ_TYPE_F16 */
     size_t elem_size;    /* 4 or 2 */
@@ -26,6 +26,12 @@ typedef struct {
     void *v;             /* (n_entries, head_dim) of type */
     int32_t *pos;        /* (n_entries) original positions */
     int32_t next_pos;    /* the position the next appended token takes */
+    /* A read-only prefix shared with other stores (Fork), or NULL. Each
+     * head sees prefix->len[h] prefix entries first, then its own len[h]
+     * entries; appends go to the own entries only. The prefix must outlive
+     * this store and must not change while it is shared. */
+    const struct jq_kv_store_s *prefix;
+    bool external;       /* k, v, pos live in caller memory (not freed) */
 } jq_kv_store;
 
 /* A store where every head has the same capacity. */
@@ -62,6 +68,35 @@ uint64_t jq_kv_store_bytes_allocated(const jq_kv_store *s);
 uint64_t jq_kv_bytes_for(int32_t n_layer, int32_t n_head_kv,
                          int32_t head_dim, uint32_t type, int64_t n);
 
+/* Memory layout of a store's arrays in one buffer (for a memfd or a
+ * NUMA-bound region): keys at 0, values at values_offset, positions at
+ * positions_offset, total bytes (each part 64-byte aligned). Per head, entry
+ * i of head h is at entry index off[h] + i as in any store. */
+typedef struct {
+    uint64_t values_offset, positions_offset, total_bytes;
+} jq_kv_mem_layout;
+/* The layout for these capacities; 0 total_bytes on overflow. */
+jq_kv_mem_layout jq_kv_store_mem_layout(int32_t n_layer, int32_t n_head_kv,
+                                        int32_t head_dim, uint32_t type,
+                                        const int32_t *caps);
+/* A store whose arrays are placed in mem (at least the layout's
+ * total_bytes, 64-byte aligned); the caller keeps mem alive and frees it
+ * after jq_kv_store_free. NULL on bad arguments. */
+jq_kv_store *jq_kv_store_new_in(void *mem, size_t size, int32_t n_layer,
+                                int32_t n_head_kv, int32_t head_dim,
+                                uint32_t type, const int32_t *caps);
+/* A store that extends prefix (read-only, shared) with `cap` own entries
+ * per head, same shape and type; next_pos continues the prefix. */
+jq_kv_store *jq_kv_store_new_tail(const jq_kv_store *prefix, int32_t cap);
+/* Entries head (l, g) shows to attention: prefix entries + own entries. */
+int32_t jq_kv_visible(const jq_kv_store *s, int32_t l, int32_t g);
+
+/* Allocates stores for jq_kv_store_gather (a daemon puts them in memfds
+ * or NUMA-bound memory); NULL = jq_kv_store_new_caps. */
+typedef jq_kv_store *(*jq_kv_alloc_fn)(void *ud, int32_t n_layer,
+                                       int32_t n_head_kv, int32_t head_dim,
+                                       uint32_t type, const int32_t *caps);
+
 /* A new store holding, for every head (l, g), the entries of src at the
  * ascending entry indices keep[(l*n_head_kv+g)*stride + i], i < counts[...],
  * with room for `reserve` more entries per head, in `type`. next_pos is
@@ -69,5 +104,11 @@ uint64_t jq_kv_bytes_for(int32_t n_layer, int32_t n_head_kv,
 jq_kv_store *jq_kv_store_gather(const jq_kv_store *src, const int32_t *counts,
                                 const int32_t *keep, int32_t stride,
                                 int32_t reserve, uint32_t type);
+/* The same, allocating the new store with alloc(ud, ...) when non-NULL. */
+jq_kv_store *jq_kv_store_gather_with(const jq_kv_store *src,
+                                     const int32_t *counts,
+                                     const int32_t *keep, int32_t stride,
+                                     int32_t reserve, uint32_t type,
+                                     jq_kv_alloc_fn alloc, void *ud);
 
 #endif

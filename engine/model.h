@@ -110,6 +110,10 @@ jq_kv_store *jq_ctx_own_kv(jq_ctx *c);
 /* Makes kv the active store (its shape must match the model). With owned,
  * the context frees it when it is replaced, on reset, or at jq_ctx_free. */
 void jq_ctx_set_kv(jq_ctx *c, jq_kv_store *kv, bool owned);
+/* Hands the active store to the caller (who then owns it, when the
+ * context owned it) and makes the context's own store active again,
+ * emptied. Returns NULL when the active store was the own one. */
+jq_kv_store *jq_ctx_detach_kv(jq_ctx *c);
 
 /* Options of one evaluation (all zero = plain evaluation). */
 typedef struct {

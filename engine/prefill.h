@@ -5,6 +5,7 @@
 #ifndef JQ_PREFILL_H
 #define JQ_PREFILL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "evict.h"
@@ -23,6 +24,13 @@ typedef struct {
     int32_t n_oracle;
     uint32_t kv_type;  /* element type of the compacted store */
     int32_t reserve;   /* room per head for tokens still to generate */
+    /* Always move the result into a new store, even when nothing is
+     * evicted (a daemon's session owns its store; the context's own store
+     * is the worker's scratch). */
+    bool detach;
+    /* Allocator of that store (NULL: the heap). */
+    jq_kv_alloc_fn alloc;
+    void *alloc_ud;
 } jq_prefill_params;
 
 typedef struct {

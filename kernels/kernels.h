@@ -217,6 +217,13 @@ typedef struct {
     float *scratch;      /* at least n_kv floats */
     float *score;        /* NULL, or n_score floats accumulated into */
     int64_t score_row0, score_row1, n_score;
+    /* Optional first segment (a prefix shared between sessions): keys and
+     * values [0, n_kv0) are rows of k0/v0 (strides ldk/ldv, kv_type), and
+     * keys [n_kv0, n_kv) are rows 0 .. n_kv - n_kv0 - 1 of k/v. Key indices
+     * (causal rule, scoring) count over both segments. k0 = NULL or
+     * n_kv0 = 0: a single segment. */
+    const void *k0, *v0;
+    int64_t n_kv0;
 } jq_attn_args;
 
 void jq_attention_ex(const jq_attn_args *a);
