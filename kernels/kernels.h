@@ -249,6 +249,67 @@ void jq_avx512_maxpool1d(const float *x, float *out, int64_t n, int k);
  * returns the number written. NaN scores rank below everything. */
 int64_t jq_topk(const float *scores, int64_t n, int64_t k, int32_t *idx);
 
+/* ------------------------------------------------------------ backward
+ * Gradients with respect to inputs only (the soft-token trainer keeps the
+ * model frozen: no weight gradients). Each has a scalar reference jq_ref_*
+ * and an AVX-512 twin jq_avx512_*, dispatched like the forward kernels. */
+
+/* y = x / sqrt(mean(x^2) + eps) * w  ->  dx (written, not accumulated). */
+void jq_rmsnorm_backward(float *dx, const float *x, const float *w,
+                         const float *dy, int64_t n, float eps);
+/* The transpose of jq_rope (a rotation by -theta), in place on dx, same
+ * arguments as jq_rope. */
+void jq_rope_backward(float *dx, int n_heads, int head_dim, int rope_dim,
+                      int32_t pos, float freq_base, const float *freq_factors,
+                      bool neox);
+/* p = softmax(s): ds = p * (dp - sum_j p_j dp_j) (written). */
+void jq_softmax_backward(float *ds, const float *p, const float *dp,
+                         int64_t n);
+/* out = silu(gate) * up: dgate, dup (written; may alias gate/up). */
+void jq_silu_mul_backward(float *dgate, float *dup, const float *gate,
+                          const float *up, const float *dout, int64_t n);
+/* The input gradient of Y = X W^T: dX[i][c] += sum over weight rows r in
+ * [r0, r1) of dY[i][r] * W[r][c], for i < M. W as in jq_matvec (rows of K
+ * = cols elements of type); dY rows have stride ldy, dX rows stride ldx.
+ * Threads split [r0, r1) and reduce their private dX. scratch: K floats. */
+void jq_matmul_backward_x(uint32_t type, const void *W, int64_t K,
+                          const float *dY, int64_t ldy, int64_t M, float *dX,
+                          int64_t ldx, int64_t r0, int64_t r1, float *scratch);
+
+/* Backward of jq_attention_ex for F32 K/V (one head, n_q query rows):
+ * given the saved probabilities p (n_q rows of stride ldp: row i holds the
+ * softmax over its visible keys, zero elsewhere) and the gradient of the
+ * output rows dout, plus an optional direct gradient on the probabilities
+ * dp_extra (row i, keys [0, n_pe): the trainer's loss acts on attention
+ * probabilities themselves), computes
+ *   dp_ij = dout_i . v_j + dp_extra_ij,  ds_i = softmax_backward(p_i, dp_i),
+ *   dq_i  = scale * sum_j ds_ij k_j            (written, stride ldq_out)
+ *   dk_j += scale * sum_i ds_ij q_i  for keys j >= kgrad0 (dk row j-kgrad0)
+ *   dv_j += sum_i p_ij dout_i        for keys j >= kgrad0
+ * (dk/dv NULL: skipped; the prompt's keys are constants to the trainer).
+ * scratch: at least n_kv floats. */
+typedef struct {
+    const float *q;
+    int64_t ldq, n_q;
+    const float *k, *v;
+    int64_t ldk, ldv, n_kv;
+    int head_dim;
+    float scale;
+    int64_t causal_base;
+    const float *p;
+    int64_t ldp;
+    const float *dout;
+    int64_t lddo;
+    const float *dp_extra;
+    int64_t ldpe, n_pe;
+    float *dq;
+    int64_t ldq_out;
+    float *dk, *dv;
+    int64_t lddk, lddv, kgrad0;
+    float *scratch;
+} jq_attn_bwd_args;
+void jq_attention_backward(const jq_attn_bwd_args *a);
+
 /* ------------------------------------------- reference and fast paths */
 /* The two implementations of each dispatched kernel, for tests. The
  * jq_avx512_* functions may only be called when jq_cpu_has_avx512(). */
