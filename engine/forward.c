@@ -164,6 +164,15 @@ void jq_ctx_set_kv(jq_ctx *c, jq_kv_store *kv, bool owned)
     c->kv_owned = owned && kv != c->own;
 }
 
+jq_kv_store *jq_ctx_detach_kv(jq_ctx *c)
+{
+    jq_kv_store *kv = c->kv == c->own ? NULL : c->kv;
+    c->kv = c->own;
+    c->kv_owned = false;
+    jq_kv_store_clear(c->own);
+    return kv;
+}
+
 void jq_ctx_reset(jq_ctx *c)
 {
     jq_ctx_set_kv(c, c->own, false);
@@ -314,8 +323,11 @@ static void attn_task(void *arg, int ith, int nth)
     const jq_eval_opts *o = j->opts;
     for (int h = ith; h < hp->n_head; h += nth) {
         int g = h / group;
-        /* the head already holds len entries; row i also sees rows 0..i */
-        int32_t len = kv->len[jq_kv_head(kv, j->layer, g)];
+        /* the head already shows n0 prefix + len own entries; row i also
+         * sees rows 0..i of this batch */
+        size_t hd = jq_kv_head(kv, j->layer, g);
+        int32_t n0 = kv->prefix ? kv->prefix->len[hd] : 0;
+        int32_t len = n0 + kv->len[hd];
         jq_attn_args a = {
             .q = c->q + (size_t)h * hp->head_dim,
             .ldq = (int64_t)q_dim,
@@ -332,6 +344,9 @@ static void attn_task(void *arg, int ith, int nth)
             .out = c->att + (size_t)h * hp->head_dim,
             .ldo = (int64_t)q_dim,
             .scratch = thread_scratch(c, ith),
+            .k0 = n0 ? jq_kv_key(kv->prefix, j->layer, g, 0) : NULL,
+            .v0 = n0 ? jq_kv_value(kv->prefix, j->layer, g, 0) : NULL,
+            .n_kv0 = n0,
         };
         if (o && o->scores) {
             a.score = o->scores +
@@ -403,11 +418,12 @@ int jq_ctx_eval_ex(jq_ctx *c, const int32_t *tokens, int32_t n,
         return -1;
     }
     for (size_t h = 0; h < (size_t)hp->n_layer * hp->n_head_kv; h++) {
-        if ((int64_t)kv->len[h] + rows > c->scratch_kv) {
+        int64_t shown = (int64_t)kv->len[h] + (kv->prefix ? kv->prefix->len[h] : 0);
+        if (shown + rows > c->scratch_kv) {
             set_err(err, errlen,
                     "a head would attend over %lld entries; this context's "
                     "scratch holds %d",
-                    (long long)kv->len[h] + rows, c->scratch_kv);
+                    (long long)shown + rows, c->scratch_kv);
             return -1;
         }
     }
@@ -423,10 +439,12 @@ int jq_ctx_eval_ex(jq_ctx *c, const int32_t *tokens, int32_t n,
         return -1;
     }
     if (o && o->scores) {
-        int32_t max_keys = kv->len[0] + rows; /* every head appends rows */
-        for (size_t h = 1; h < (size_t)hp->n_layer * hp->n_head_kv; h++)
-            if (kv->len[h] + rows > max_keys)
-                max_keys = kv->len[h] + rows;
+        int32_t max_keys = 0; /* every head appends rows */
+        for (size_t h = 0; h < (size_t)hp->n_layer * hp->n_head_kv; h++) {
+            int32_t shown = kv->len[h] + (kv->prefix ? kv->prefix->len[h] : 0);
+            if (shown + rows > max_keys)
+                max_keys = shown + rows;
+        }
         if (o->score_row0 < 0 || o->score_row1 > rows ||
             o->score_row0 > o->score_row1 || o->n_score < 0 ||
             o->n_score > max_keys) {

@@ -150,14 +150,14 @@ int jq_prefill(jq_ctx *c, const int32_t *tokens, int32_t L,
     r->kv_bytes_kept = 2ull * (uint64_t)jq_kept_total(r->kept) *
                        (uint64_t)hp->head_dim *
                        (p->kv_type == JQ_TYPE_F32 ? 4u : 2u);
-    if (!evicting && jq_ctx_kv(c)->type == p->kv_type &&
+    if (!evicting && !p->detach && jq_ctx_kv(c)->type == p->kv_type &&
         jq_kv_store_room(jq_ctx_kv(c)) >= p->reserve) {
         /* everything stays: keep decoding in the prefill store */
         return 0;
     }
-    jq_kv_store *compact = jq_kv_store_gather(
+    jq_kv_store *compact = jq_kv_store_gather_with(
         jq_ctx_kv(c), r->kept->counts, r->kept->positions, L, p->reserve,
-        p->kv_type);
+        p->kv_type, p->alloc, p->alloc_ud);
     if (!compact) {
         jq_prefill_result_free(r);
         set_err(err, errlen, "out of memory for the compacted KV store");
