@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors.h"
 #include "kernels.h"
 #include "model.h"
 
@@ -45,18 +46,6 @@ struct jq_ctx {
     int n_threads;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static void *alloc_floats(size_t n)
 {
     /* 64-byte aligned so vector loads of whole rows stay within lines. */
@@ -72,18 +61,18 @@ jq_ctx *jq_ctx_new_typed(const jq_model *m, int32_t n_ctx, int32_t max_batch,
 {
     const jq_hparams *hp = &m->hp;
     if (n_ctx < 1) {
-        set_err(err, errlen, "context size %d must be at least 1", n_ctx);
+        jq_set_err(err, errlen, "context size %d must be at least 1", n_ctx);
         return NULL;
     }
     if (kv_type != JQ_TYPE_F32 && kv_type != JQ_TYPE_F16) {
-        set_err(err, errlen, "KV type must be f32 or f16");
+        jq_set_err(err, errlen, "KV type must be f32 or f16");
         return NULL;
     }
     if (max_batch <= 0 || max_batch > n_ctx)
         max_batch = n_ctx;
     jq_ctx *c = calloc(1, sizeof *c);
     if (!c) {
-        set_err(err, errlen, "out of memory");
+        jq_set_err(err, errlen, "out of memory");
         return NULL;
     }
     c->m = m;
@@ -114,7 +103,7 @@ jq_ctx *jq_ctx_new_typed(const jq_model *m, int32_t n_ctx, int32_t max_batch,
     c->scratch = alloc_floats(c->scratch_floats * (size_t)c->n_threads);
     if (!c->own || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->att ||
         !c->proj || !c->hb || !c->hb2 || !c->scratch) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "out of memory allocating a context of %d positions", n_ctx);
         jq_ctx_free(c);
         return NULL;
@@ -378,7 +367,7 @@ static int check_tokens(const jq_hparams *hp, const int32_t *t, int32_t n,
 {
     for (int32_t i = 0; i < n; i++) {
         if (t[i] < 0 || t[i] >= hp->n_vocab) {
-            set_err(err, errlen,
+            jq_set_err(err, errlen,
                     "token id %d at batch index %d is outside the vocabulary "
                     "(0..%d)",
                     t[i], first_row + i, hp->n_vocab - 1);
@@ -397,30 +386,30 @@ int jq_ctx_eval_ex(jq_ctx *c, const int32_t *tokens, int32_t n,
     jq_kv_store *kv = c->kv;
     int32_t n_extra = o ? o->n_extra : 0;
     if (n_extra < 0 || (n_extra > 0 && !o->extra_tokens && !o->extra_embd)) {
-        set_err(err, errlen, "extra rows given without tokens or embeddings");
+        jq_set_err(err, errlen, "extra rows given without tokens or embeddings");
         return -1;
     }
     int32_t rows = n + n_extra;
     if (n < 1 || rows > c->max_batch) {
-        set_err(err, errlen, "batch of %d tokens + %d extra rows (allowed "
+        jq_set_err(err, errlen, "batch of %d tokens + %d extra rows (allowed "
                 "1..%d rows)", n, n_extra, c->max_batch);
         return -1;
     }
     if (jq_kv_store_room(kv) < rows) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "context full: %d positions used, %d free, %d new",
                 kv->next_pos, jq_kv_store_room(kv), rows);
         return -1;
     }
     if (kv->n_layer != hp->n_layer || kv->n_head_kv != hp->n_head_kv ||
         kv->head_dim != hp->head_dim) {
-        set_err(err, errlen, "KV store shape does not match the model");
+        jq_set_err(err, errlen, "KV store shape does not match the model");
         return -1;
     }
     for (size_t h = 0; h < (size_t)hp->n_layer * hp->n_head_kv; h++) {
         int64_t shown = (int64_t)kv->len[h] + (kv->prefix ? kv->prefix->len[h] : 0);
         if (shown + rows > c->scratch_kv) {
-            set_err(err, errlen,
+            jq_set_err(err, errlen,
                     "a head would attend over %lld entries; this context's "
                     "scratch holds %d",
                     (long long)shown + rows, c->scratch_kv);
@@ -434,7 +423,7 @@ int jq_ctx_eval_ex(jq_ctx *c, const int32_t *tokens, int32_t n,
         return -1;
     int32_t logits_row = (o && o->logits_row >= 0) ? o->logits_row : n - 1;
     if (o && (o->logits_row >= rows)) {
-        set_err(err, errlen, "logits row %d outside the batch of %d rows",
+        jq_set_err(err, errlen, "logits row %d outside the batch of %d rows",
                 o->logits_row, rows);
         return -1;
     }
@@ -448,7 +437,7 @@ int jq_ctx_eval_ex(jq_ctx *c, const int32_t *tokens, int32_t n,
         if (o->score_row0 < 0 || o->score_row1 > rows ||
             o->score_row0 > o->score_row1 || o->n_score < 0 ||
             o->n_score > max_keys) {
-            set_err(err, errlen, "scoring rows [%d, %d) or keys %d outside "
+            jq_set_err(err, errlen, "scoring rows [%d, %d) or keys %d outside "
                     "the batch", o->score_row0, o->score_row1, o->n_score);
             return -1;
         }

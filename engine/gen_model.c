@@ -5,6 +5,7 @@
  * 1, and everything is drawn from one seeded generator in a fixed order:
  * the same parameters always give the same bytes.
  */
+#include "errors.h"
 #include "gen_model.h"
 
 #include <math.h>
@@ -15,18 +16,6 @@
 
 #include "gguf.h"
 #include "kernels.h"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 jq_gen_model_params jq_gen_model_defaults(void)
 {
@@ -51,25 +40,25 @@ int jq_gen_model_check(const jq_gen_model_params *p, char *err, size_t errlen)
     };
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
         if (dims[i].v < dims[i].lo || dims[i].v > dims[i].hi) {
-            set_err(err, errlen, "--%s %d is out of range [%d, %d]",
+            jq_set_err(err, errlen, "--%s %d is out of range [%d, %d]",
                     dims[i].name, dims[i].v, dims[i].lo, dims[i].hi);
             return -1;
         }
     }
     if (p->n_embd % p->n_head) {
-        set_err(err, errlen, "--n-embd %d is not a multiple of --n-head %d",
+        jq_set_err(err, errlen, "--n-embd %d is not a multiple of --n-head %d",
                 p->n_embd, p->n_head);
         return -1;
     }
     if ((p->n_embd / p->n_head) % 2) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "head dimension n_embd/n_head = %d must be even (RoPE rotates "
                 "pairs)",
                 p->n_embd / p->n_head);
         return -1;
     }
     if (p->n_head % p->n_head_kv) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "--n-head %d is not a multiple of --n-head-kv %d", p->n_head,
                 p->n_head_kv);
         return -1;
@@ -77,12 +66,12 @@ int jq_gen_model_check(const jq_gen_model_params *p, char *err, size_t errlen)
     const jq_type_traits *tt = jq_type_traits_get(p->type);
     if (!tt || !(p->type == JQ_TYPE_F32 || p->type == JQ_TYPE_F16 ||
                  p->type == JQ_TYPE_BF16 || p->type == JQ_TYPE_Q8_0)) {
-        set_err(err, errlen, "weight type must be f32, f16, bf16 or q8_0");
+        jq_set_err(err, errlen, "weight type must be f32, f16, bf16 or q8_0");
         return -1;
     }
     /* every matrix row has n_embd or n_ff elements */
     if (p->n_embd % (int32_t)tt->block_size || p->n_ff % (int32_t)tt->block_size) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "type %s needs --n-embd (%d) and --n-ff (%d) to be multiples "
                 "of %u",
                 tt->name, p->n_embd, p->n_ff, tt->block_size);
@@ -198,7 +187,7 @@ static int write_tensor(jq_gguf_writer *w, int idx, const tensor_plan *t,
     void *q = t->type == JQ_TYPE_F32 ? (void *)f : malloc(bytes);
     if (!f || !q) {
         free(f);
-        set_err(err, errlen, "out of memory generating %s", t->name);
+        jq_set_err(err, errlen, "out of memory generating %s", t->name);
         return -1;
     }
     for (size_t i = 0; i < n; i++)
@@ -211,7 +200,7 @@ static int write_tensor(jq_gguf_writer *w, int idx, const tensor_plan *t,
     }
     int rc = jq_gguf_writer_write_tensor(w, idx, q);
     if (rc != 0)
-        set_err(err, errlen, "%s", jq_gguf_writer_error(w));
+        jq_set_err(err, errlen, "%s", jq_gguf_writer_error(w));
     if (q != f)
         free(q);
     free(f);
@@ -231,7 +220,7 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
     int n_tensors = 3 + 9 * p->n_layer;
     tensor_plan *plan = calloc((size_t)n_tensors, sizeof *plan);
     if (!tok || !w || !plan) {
-        set_err(err, errlen, "out of memory");
+        jq_set_err(err, errlen, "out of memory");
         goto done;
     }
     int32_t head_dim = p->n_embd / p->n_head;
@@ -266,7 +255,7 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
     bad |= jq_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true);
     bad |= jq_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
     if (bad) {
-        set_err(err, errlen, "%s", jq_gguf_writer_error(w));
+        jq_set_err(err, errlen, "%s", jq_gguf_writer_error(w));
         goto done;
     }
 
@@ -306,12 +295,12 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
         int64_t ne[2] = {plan[i].cols, plan[i].rows};
         if (jq_gguf_writer_add_tensor(w, plan[i].name, plan[i].type,
                                       plan[i].rows ? 2 : 1, ne) < 0) {
-            set_err(err, errlen, "%s", jq_gguf_writer_error(w));
+            jq_set_err(err, errlen, "%s", jq_gguf_writer_error(w));
             goto done;
         }
     }
     if (jq_gguf_writer_begin(w, path) != 0) {
-        set_err(err, errlen, "%s", jq_gguf_writer_error(w));
+        jq_set_err(err, errlen, "%s", jq_gguf_writer_error(w));
         goto done;
     }
     rng64 rng = {.s = p->seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull};
@@ -321,7 +310,7 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
         if (write_tensor(w, i, &plan[i], &rng, err, errlen) != 0)
             goto done;
     if (jq_gguf_writer_finish(w) != 0) {
-        set_err(err, errlen, "%s", jq_gguf_writer_error(w));
+        jq_set_err(err, errlen, "%s", jq_gguf_writer_error(w));
         goto done;
     }
     rc = 0;

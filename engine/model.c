@@ -7,6 +7,7 @@
  * the small norm vectors are copied to F32 (they may be stored in another
  * type, and an owned copy is always aligned).
  */
+#include "errors.h"
 #include "model.h"
 
 #include <errno.h>
@@ -21,18 +22,6 @@
  * inside them. */
 #define MAX_DIM (1 << 20)
 #define MAX_LAYERS 4096
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 typedef struct {
     jq_model *m;
@@ -56,7 +45,7 @@ static bool get_dim(loader *L, const char *suffix, bool required,
     uint32_t v;
     if (jq_gguf_find_key(L->m->gguf, key) < 0) {
         if (required) {
-            set_err(L->err, L->errlen, "model: metadata key '%s' is missing",
+            jq_set_err(L->err, L->errlen, "model: metadata key '%s' is missing",
                     key);
             return false;
         }
@@ -65,7 +54,7 @@ static bool get_dim(loader *L, const char *suffix, bool required,
     }
     if (!jq_gguf_get_u32(L->m->gguf, key, &v) || v < (uint32_t)lo ||
         v > (uint32_t)hi) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: metadata key '%s' must be an integer in [%d, %d]",
                 key, lo, hi);
         return false;
@@ -85,7 +74,7 @@ static bool get_float(loader *L, const char *suffix, float fallback,
     }
     float v;
     if (!jq_gguf_get_f32(L->m->gguf, key, &v) || !(v >= lo && v <= hi)) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: metadata key '%s' must be a number in [%g, %g]", key,
                 lo, hi);
         return false;
@@ -100,12 +89,12 @@ static bool load_hparams(loader *L)
     jq_hparams *hp = &m->hp;
     jq_str arch;
     if (!jq_gguf_get_str(m->gguf, "general.architecture", &arch)) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: general.architecture is missing or not a string");
         return false;
     }
     if (!jq_str_eq(arch, "llama")) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: architecture '%.*s' is not supported (judgeq runs "
                 "'llama')",
                 (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
@@ -125,7 +114,7 @@ static bool load_hparams(loader *L)
                  &hp->n_ctx_train))
         return false;
     if (hp->n_embd % hp->n_head != 0) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: embedding_length %d is not a multiple of "
                 "head_count %d",
                 hp->n_embd, hp->n_head);
@@ -139,14 +128,14 @@ static bool load_hparams(loader *L)
                  MAX_DIM, &value_len))
         return false;
     if (value_len != hp->head_dim) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: attention.value_length %d differs from key_length "
                 "%d (not supported)",
                 value_len, hp->head_dim);
         return false;
     }
     if (hp->n_head % hp->n_head_kv != 0) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: head_count %d is not a multiple of head_count_kv %d",
                 hp->n_head, hp->n_head_kv);
         return false;
@@ -155,7 +144,7 @@ static bool load_hparams(loader *L)
                  hp->head_dim, &hp->rope_dim))
         return false;
     if (hp->rope_dim % 2 != 0) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: rope.dimension_count %d is odd", hp->rope_dim);
         return false;
     }
@@ -171,13 +160,13 @@ static bool load_hparams(loader *L)
     arch_key(m, "rope.scaling.type", key, sizeof key);
     if (jq_gguf_get_str(m->gguf, key, &scaling) &&
         !jq_str_eq(scaling, "none")) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: RoPE scaling '%.*s' is not supported yet",
                 (int)(scaling.len > 32 ? 32 : scaling.len), scaling.ptr);
         return false;
     }
     if (jq_gguf_find_tensor(m->gguf, "rope_freqs.weight")) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: rope_freqs.weight (Llama 3 RoPE scaling) is not "
                 "supported yet");
         return false;
@@ -191,14 +180,14 @@ static const jq_gguf_tensor *find_shaped(loader *L, const char *name,
 {
     const jq_gguf_tensor *t = jq_gguf_find_tensor(L->m->gguf, name);
     if (!t) {
-        set_err(L->err, L->errlen, "model: tensor '%s' is missing", name);
+        jq_set_err(L->err, L->errlen, "model: tensor '%s' is missing", name);
         return NULL;
     }
     uint32_t want_dims = rows ? 2 : 1;
     bool ok = t->n_dims == want_dims && t->ne[0] == cols &&
               (rows == 0 || t->ne[1] == rows);
     if (!ok) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: tensor '%s' has shape [%lld, %lld] (%u dims), "
                 "expected [%lld, %lld]",
                 name, (long long)t->ne[0], (long long)t->ne[1], t->n_dims,
@@ -207,7 +196,7 @@ static const jq_gguf_tensor *find_shaped(loader *L, const char *name,
     }
     const jq_type_traits *tt = jq_type_traits_get(t->type);
     if (!tt || !tt->compute) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: tensor '%s' has type %s (id %u), which judgeq cannot "
                 "compute with yet (supported: f32, f16, bf16, q8_0)",
                 name, tt ? tt->name : "unknown", t->type);
@@ -228,7 +217,7 @@ static bool load_matrix(loader *L, const char *name, int64_t cols,
     out->cols = cols;
     out->row_bytes = jq_row_bytes(t->type, cols);
     if (out->row_bytes == 0) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: tensor '%s': rows of %lld elements do not fit type "
                 "%s blocks",
                 name, (long long)cols, jq_type_traits_get(t->type)->name);
@@ -254,12 +243,12 @@ static bool load_tensors(loader *L)
     const jq_hparams *hp = &m->hp;
     const jq_gguf_tensor *emb = jq_gguf_find_tensor(m->gguf, "token_embd.weight");
     if (!emb || emb->n_dims != 2) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: tensor 'token_embd.weight' is missing or not 2-D");
         return false;
     }
     if (emb->ne[1] < 1 || emb->ne[1] > INT32_MAX) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: token_embd.weight has %lld rows (vocabulary size out "
                 "of range)",
                 (long long)emb->ne[1]);
@@ -274,7 +263,7 @@ static bool load_tensors(loader *L)
     m->norms = malloc(n_norms * sizeof(float));
     m->layers = calloc((size_t)hp->n_layer, sizeof(jq_layer));
     if (!m->norms || !m->layers) {
-        set_err(L->err, L->errlen, "model: out of memory");
+        jq_set_err(L->err, L->errlen, "model: out of memory");
         return false;
     }
     if (!(m->output_norm = load_norm(L, "output_norm.weight", hp->n_embd)))
@@ -307,7 +296,7 @@ static bool load_tensors(loader *L)
         /* Biases would be silently ignored: refuse them (qwen2 has them;
          * it is a later architecture). */
         if (jq_gguf_find_tensor(m->gguf, BLK("attn_q.bias"))) {
-            set_err(L->err, L->errlen,
+            jq_set_err(L->err, L->errlen,
                     "model: %s: attention biases are not supported for "
                     "'llama'",
                     name);
@@ -323,14 +312,14 @@ jq_model *jq_model_load(const char *path, char *err, size_t errlen)
     jq_kernels_init();
     jq_model *m = calloc(1, sizeof *m);
     if (!m) {
-        set_err(err, errlen, "model: out of memory");
+        jq_set_err(err, errlen, "model: out of memory");
         return NULL;
     }
     loader L = {.m = m, .err = err, .errlen = errlen};
     char gerr[512];
     m->gguf = jq_gguf_open(path, gerr, sizeof gerr);
     if (!m->gguf) {
-        set_err(err, errlen, "%s: %s", path, gerr);
+        jq_set_err(err, errlen, "%s: %s", path, gerr);
         goto fail;
     }
     m->path = strdup(path);
@@ -338,11 +327,11 @@ jq_model *jq_model_load(const char *path, char *err, size_t errlen)
         goto fail_named;
     m->vocab = jq_vocab_load(m->gguf, gerr, sizeof gerr);
     if (!m->vocab) {
-        set_err(err, errlen, "%s: %s", path, gerr);
+        jq_set_err(err, errlen, "%s: %s", path, gerr);
         goto fail;
     }
     if (jq_vocab_size(m->vocab) != m->hp.n_vocab) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: model: tokenizer has %d tokens but token_embd.weight has "
                 "%d rows",
                 path, jq_vocab_size(m->vocab), m->hp.n_vocab);
@@ -354,7 +343,7 @@ fail_named:
         /* Prefix the loader's message with the file name. */
         char tmp[512];
         snprintf(tmp, sizeof tmp, "%s", err);
-        set_err(err, errlen, "%s: %s", path, tmp);
+        jq_set_err(err, errlen, "%s: %s", path, tmp);
     }
 fail:
     jq_model_free(m);
