@@ -455,6 +455,9 @@ jq_vocab *jq_vocab_load(const jq_gguf *g, char *err, size_t errlen)
         v->bos = 11, v->eos = 11, v->unk = -1; /* llama.cpp's defaults */
         v->add_bos = false;
         v->add_space_prefix = false;
+        /* tokenizer.ggml.pre may change the defaults above */
+        if (jq_bpe_load(v, g, err, errlen))
+            goto fail;
     } else {
         jq_tok_err(err, errlen,
                    "unsupported tokenizer model '%s' (tokenizer.ggml.model; "
@@ -545,6 +548,7 @@ void jq_vocab_free(jq_vocab *v)
     free(v->attr);
     free(v->table);
     free(v->split_ids);
+    jq_bpe_free(v->bpe);
     free(v);
 }
 
@@ -580,6 +584,95 @@ float jq_vocab_token_score(const jq_vocab *v, int32_t id)
     return v->score[id];
 }
 
+/* ---- user-defined tokens in raw text */
+
+static int frag_push(jq_fragvec *fv, jq_fragment f)
+{
+    if (fv->n == fv->cap) {
+        size_t cap = fv->cap ? fv->cap * 2 : 16;
+        jq_fragment *p = realloc(fv->f, cap * sizeof *p);
+        if (!p)
+            return -1;
+        fv->f = p;
+        fv->cap = cap;
+    }
+    fv->f[fv->n++] = f;
+    return 0;
+}
+
+/* isspace() of the C locale, which is what llama.cpp's stripping uses. */
+static bool c_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' ||
+           c == '\r';
+}
+
+/* Cuts every occurrence of token id out of the raw fragments of in, into
+ * out: leftmost match first, then again in the rest, with the token's
+ * lstrip/rstrip eating whitespace on either side (llama.cpp's
+ * tokenizer_st_partition). */
+static int partition_one(const jq_vocab *v, int32_t id, const char *text,
+                         const jq_fragvec *in, jq_fragvec *out)
+{
+    const char *tt = v->arena + v->off[id];
+    size_t tl = v->len[id];
+    uint16_t attr = v->attr[id];
+    for (size_t k = 0; k < in->n; k++) {
+        jq_fragment f = in->f[k];
+        if (f.token >= 0) {
+            if (frag_push(out, f))
+                return -1;
+            continue;
+        }
+        size_t pos = f.off, end = f.off + f.len;
+        while (pos < end) {
+            const char *m = memmem(text + pos, end - pos, tt, tl);
+            if (!m) {
+                if (frag_push(out, (jq_fragment){-1, pos, end - pos}))
+                    return -1;
+                break;
+            }
+            size_t at = (size_t)(m - text);
+            size_t left = at - pos;
+            if (attr & JQ_ATTR_LSTRIP)
+                while (left > 0 && c_space(text[pos + left - 1]))
+                    left--;
+            if (left > 0 && frag_push(out, (jq_fragment){-1, pos, left}))
+                return -1;
+            if (frag_push(out, (jq_fragment){id, 0, 0}))
+                return -1;
+            pos = at + tl;
+            if (attr & JQ_ATTR_RSTRIP)
+                while (pos < end && c_space(text[pos]))
+                    pos++;
+        }
+    }
+    return 0;
+}
+
+int jq_tok_partition(const jq_vocab *v, const char *text, size_t len,
+                     jq_fragvec *out)
+{
+    jq_fragvec a = {0}, b = {0};
+    if (frag_push(&a, (jq_fragment){-1, 0, len}))
+        goto oom;
+    for (size_t i = 0; i < v->n_split; i++) {
+        b.n = 0;
+        if (partition_one(v, v->split_ids[i], text, &a, &b))
+            goto oom;
+        jq_fragvec t = a;
+        a = b;
+        b = t;
+    }
+    free(b.f);
+    *out = a;
+    return 0;
+oom:
+    free(a.f);
+    free(b.f);
+    return -1;
+}
+
 /* ---- tokenize */
 
 int jq_tokenize(const jq_vocab *v, const char *text, size_t len, bool add_bos,
@@ -591,13 +684,13 @@ int jq_tokenize(const jq_vocab *v, const char *text, size_t len, bool add_bos,
     }
     *ids = NULL;
     *n = 0;
-    if (v->kind != JQ_VOCAB_SPM) {
-        jq_tok_err(err, errlen,
-                   "byte-level BPE tokenization is not implemented yet");
-        return -1;
-    }
     jq_idvec out = {0};
-    if (jq_spm_tokenize(v, text ? text : "", len, add_bos, &out, err, errlen)) {
+    int rc = v->kind == JQ_VOCAB_SPM
+                 ? jq_spm_tokenize(v, text ? text : "", len, add_bos, &out,
+                                   err, errlen)
+                 : jq_bpe_tokenize(v, text ? text : "", len, add_bos, &out,
+                                   err, errlen);
+    if (rc) {
         free(out.ids);
         return -1;
     }
