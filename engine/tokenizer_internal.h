@@ -48,6 +48,13 @@ struct jq_vocab {
      * (llama.cpp's user-defined tokens), longest text first. */
     int32_t *split_ids;
     size_t n_split;
+    /* Hashes of every prefix of every such token (0 = empty slot), so that
+     * finding which of them occur in a text is one pass over the text
+     * rather than one search per token: some vocabularies have thousands
+     * (deepseek-llm: 2398 [PAD...] tokens). */
+    uint64_t *split_prefix;
+    size_t split_prefix_mask;
+    uint32_t split_max_len;
 
     /* Byte-level BPE state (merges, pre-tokenizer); NULL for SPM. */
     struct jq_bpe *bpe;

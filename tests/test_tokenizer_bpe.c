@@ -12,6 +12,8 @@
 
 #include "gguf.h"
 #include "tokenizer.h"
+#include "tokenizer_internal.h"
+#include "tokenizer_unicode.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -396,6 +398,19 @@ static void test_special_tokens(void **state)
     assert_memory_equal(piece, "<tool_call>", 11);
     jq_vocab_free(v);
 
+    /* deepseek-llm has 2398 user-defined "[PAD...]" tokens: cut out too,
+     * wherever they are, adjacent ones included. */
+    v = load_vocab("ggml-vocab-deepseek-llm.gguf", NULL);
+    assert_int_equal(jq_vocab_token_type(v, 100016), JQ_TOKEN_USER_DEFINED);
+    ids = tok(v, "x[PAD100016][PAD100017]y [PAD1000", 32, false, &n);
+    size_t hits = 0;
+    for (size_t i = 0; i < n; i++)
+        hits += ids[i] == 100016 || ids[i] == 100017;
+    assert_int_equal(hits, 2);
+    free(ids);
+    expect_roundtrip(v, "x[PAD100016][PAD100017]y [PAD1000", 32);
+    jq_vocab_free(v);
+
     /* Falcon: a byte without a token is dropped, as in llama.cpp. */
     v = load_vocab("ggml-vocab-falcon.gguf", NULL);
     size_t bl;
@@ -474,6 +489,125 @@ static void test_long_text(void **state)
         jq_vocab_free(v);
     }
     free(text);
+}
+
+/* ------------------------------------------ pre-tokenizers, directly */
+
+/* The words of text under kind, joined by '|'. */
+static char *pieces(jq_pre_kind kind, const char *text)
+{
+    size_t len = strlen(text);
+    uint32_t *cps = malloc((len + 1) * sizeof *cps);
+    size_t n = 0;
+    for (size_t i = 0; i < len;) { /* the inputs here are valid UTF-8 */
+        unsigned char c = (unsigned char)text[i];
+        int k = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+        uint32_t cp = k == 1 ? c : (uint32_t)(c & (0x7f >> k));
+        for (int j = 1; j < k; j++)
+            cp = (cp << 6) | ((unsigned char)text[i + j] & 0x3f);
+        cps[n++] = cp;
+        i += (size_t)k;
+    }
+    jq_sizevec w = {0}, t = {0};
+    assert_int_equal(jq_pretokenize(kind, cps, n, &w, &t), 0);
+    char *out = malloc(2 * len + 2), *o = out;
+    size_t at = 0, byte = 0, sum = 0;
+    for (size_t k = 0; k < w.n; k++) {
+        assert_true(w.v[k] > 0);
+        sum += w.v[k];
+        if (k)
+            *o++ = '|';
+        for (size_t j = 0; j < w.v[k]; j++, at++) {
+            unsigned char c = (unsigned char)text[byte];
+            size_t l = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+            memcpy(o, text + byte, l);
+            o += l;
+            byte += l;
+        }
+    }
+    *o = 0;
+    assert_int_equal(sum, n);
+    free(w.v);
+    free(t.v);
+    free(cps);
+    return out;
+}
+
+static void expect_pieces(jq_pre_kind kind, const char *text, const char *want)
+{
+    char *got = pieces(kind, text);
+    if (strcmp(got, want) != 0) {
+        print_error("pre-tokenizer %d on \"%s\":\n  got  %s\n  want %s\n",
+                    (int)kind, text, got, want);
+        free(got);
+        fail();
+    }
+    free(got);
+}
+
+/* Expectations worked out from llama.cpp's expressions by hand, for the
+ * types without reference vectors, and corner cases of the others. */
+static void test_pretokenizers(void **state)
+{
+    (void)state;
+    /* GPT-2: contractions are case-sensitive; \s+(?!\S) leaves one space
+     * for the next word; a lone tab before a word stands alone. */
+    expect_pieces(JQ_PRE_GPT2, "I'm DON'T  go\tx 1234 ?!",
+                  "I|'m| DON|'|T| | go|\t|x| 1234| ?!");
+    /* Llama 3: case-insensitive contractions, digits in threes, a
+     * punctuation run takes the newlines after it, \s*[\r\n]+. */
+    expect_pieces(JQ_PRE_LLAMA3, "DON'T 1234567 ok.\n\n  \n x",
+                  "DON|'T| |123|456|7| ok|.\n\n|  \n| x");
+    /* Qwen2: the same with single digits. */
+    expect_pieces(JQ_PRE_QWEN2, "DON'T 1234 (x)", "DON|'T| |1|2|3|4| (|x|)");
+    /* Default: punctuation runs first, then GPT-2, then digit runs cut in
+     * threes. */
+    expect_pieces(JQ_PRE_DEFAULT, "Hello, world! 12345 $x",
+                  "Hello|,| world|!| |123|45| |$|x");
+    /* Falcon: the same first expression plus the backtick, no \p{N}+,
+     * so the digit triples cut " 12345" itself. */
+    expect_pieces(JQ_PRE_FALCON, "a`b 12345", "a|`|b| |123|45");
+    /* StarCoder: every digit alone, then GPT-2. */
+    expect_pieces(JQ_PRE_STARCODER, "x 123", "x| |1|2|3");
+    /* deepseek-llm: \r and \n alone, letters with one leading space,
+     * CJK runs, trailing white space, \p{N}+. */
+    expect_pieces(JQ_PRE_DEEPSEEK_LLM, "ab cd\n中文 12  ",
+                  "ab| cd|\n|中文| |12|  ");
+    /* deepseek-coder: \p{N} one by one. */
+    expect_pieces(JQ_PRE_DEEPSEEK_CODER, "ab 12", "ab| |1|2");
+    /* bloom:  ?[^(\s|.,!?…。，、।۔،)]+ with the rest in gaps. */
+    expect_pieces(JQ_PRE_BLOOM, "Hi there, you.", "Hi| there|,| you|.");
+    /* Non-ASCII white space is \s (U+3000 here), not part of a CJK run. */
+    expect_pieces(JQ_PRE_DEEPSEEK_LLM, "中\xe3\x80\x80" "文", "中|\xe3\x80\x80|" "文");
+    expect_pieces(JQ_PRE_LLAMA3, "a\xc2\xa0" "b", "a|\xc2\xa0" "b");
+}
+
+static void test_unicode_classes(void **state)
+{
+    (void)state;
+    assert_int_equal(jq_ucat('A'), JQ_UCAT_LETTER);
+    assert_int_equal(jq_ucat('5'), JQ_UCAT_NUMBER);
+    assert_int_equal(jq_ucat('!'), JQ_UCAT_PUNCT);
+    assert_int_equal(jq_ucat('$'), JQ_UCAT_SYMBOL);
+    assert_int_equal(jq_ucat(0), JQ_UCAT_CONTROL);
+    assert_int_equal(jq_ucat(0xA0), JQ_UCAT_SEPARATOR);
+    assert_int_equal(jq_ucat(0x301), JQ_UCAT_MARK);
+    assert_int_equal(jq_ucat(0x378), JQ_UCAT_UNDEFINED);
+    assert_int_equal(jq_ucat(0x660), JQ_UCAT_NUMBER);
+    assert_int_equal(jq_ucat(0x4E00), JQ_UCAT_LETTER);
+    assert_int_equal(jq_ucat(0xD800), JQ_UCAT_CONTROL);
+    assert_int_equal(jq_ucat(0x1F600), JQ_UCAT_SYMBOL);
+    assert_int_equal(jq_ucat(0x2EBF0), JQ_UCAT_LETTER); /* Unicode 15.1 */
+    assert_int_equal(jq_ucat(0x31EF), JQ_UCAT_SYMBOL);  /* Unicode 15.1 */
+    assert_int_equal(jq_ucat(0x1FBCB), JQ_UCAT_UNDEFINED); /* 16.0 only */
+    assert_int_equal(jq_ucat(0xE0001), JQ_UCAT_CONTROL);
+    assert_int_equal(jq_ucat(0x10FFFF), JQ_UCAT_UNDEFINED);
+    assert_int_equal(jq_ucat(0x110000), JQ_UCAT_UNDEFINED);
+    assert_true(jq_uspace_has(' ') && jq_uspace_has('\v'));
+    assert_true(jq_uspace_has(0x85) && jq_uspace_has(0x2028));
+    assert_true(jq_uspace_has(0x3000));
+    assert_false(jq_uspace_has(0x1C) || jq_uspace_has(0x200B));
+    assert_false(jq_uspace_has(0x180E));
 }
 
 /* --------------------------------------- the command line, end to end */
@@ -769,6 +903,8 @@ int main(void)
         cmocka_unit_test(test_special_tokens),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_long_text),
+        cmocka_unit_test(test_pretokenizers),
+        cmocka_unit_test(test_unicode_classes),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_toy_merges),
         cmocka_unit_test(test_toy_errors),
