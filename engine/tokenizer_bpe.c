@@ -521,7 +521,8 @@ static size_t decode_utf8(const unsigned char *s, size_t len, uint32_t *cps)
     return n;
 }
 
-/* Appends the GPT-2 encoding of code point cp's UTF-8 bytes to s->word. */
+/* Writes the GPT-2 encoding of code point cp's UTF-8 bytes (shortest form,
+ * as llama.cpp re-encodes) to w; returns its length (at most 8). */
 static size_t encode_cpt(const jq_bpe *b, uint32_t cp, char *w)
 {
     unsigned char u[4];

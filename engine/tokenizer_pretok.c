@@ -31,12 +31,10 @@
 
 /* ---- Unicode classes */
 
-/* Classes of U+0000..U+007F, the common case, without a search. */
-static uint8_t ascii_class[128];
-static bool ascii_ready;
-
-static int ucat_search(uint32_t cp)
+int jq_ucat(uint32_t cp)
 {
+    if (cp < 128)
+        return jq_ucat_ascii[cp];
     if (cp >= 0x110000)
         return JQ_UCAT_UNDEFINED; /* llama.cpp: out of its table */
     size_t lo = 0, hi = jq_ucat_n; /* invariant: start[lo] <= cp */
@@ -48,21 +46,6 @@ static int ucat_search(uint32_t cp)
             hi = mid;
     }
     return jq_ucat_class[lo];
-}
-
-int jq_ucat(uint32_t cp)
-{
-    if (cp < 128) {
-        /* Racing threads all compute the same values, so the worst a race
-         * does is redundant work; the flag is written last. */
-        if (!__atomic_load_n(&ascii_ready, __ATOMIC_ACQUIRE)) {
-            for (uint32_t c = 0; c < 128; c++)
-                ascii_class[c] = (uint8_t)ucat_search(c);
-            __atomic_store_n(&ascii_ready, true, __ATOMIC_RELEASE);
-        }
-        return ascii_class[cp];
-    }
-    return ucat_search(cp);
 }
 
 bool jq_uspace_has(uint32_t cp)

@@ -35,6 +35,7 @@ enum {
 extern const uint32_t jq_ucat_start[];
 extern const uint8_t jq_ucat_class[];
 extern const size_t jq_ucat_n;
+extern const uint8_t jq_ucat_ascii[128];
 extern const uint32_t jq_uspace[];
 extern const size_t jq_uspace_n;
 

@@ -114,6 +114,11 @@ out.write("const uint8_t jq_ucat_class[] = {\n")
 for i in range(0, len(classes), 16):
     out.write("    " + ", ".join("%d" % c for c in classes[i:i + 16]) + ",\n")
 out.write("};\n\n")
+out.write("/* Classes of U+0000..U+007F, the common case, without a search. */\n")
+out.write("const uint8_t jq_ucat_ascii[128] = {\n")
+for i in range(0, 128, 16):
+    out.write("    " + ", ".join("%d" % cls[c] for c in range(i, i + 16)) + ",\n")
+out.write("};\n\n")
 out.write("/* The White_Space property, in order. */\n")
 out.write("const uint32_t jq_uspace[] = {\n")
 for i in range(0, len(space), 8):
