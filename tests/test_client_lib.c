@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1062,6 +1063,123 @@ static void test_random_bytes(void **state)
     assert_int_equal(count_fds(), fds0);
 }
 
+/* ------------------------------------------- the CLI against the fake */
+
+typedef struct {
+    int listen_fd;
+    int n_conns;
+} fake_listener;
+
+static void *listener_main(void *arg)
+{
+    fake_listener *l = arg;
+    for (int i = 0; i < l->n_conns; i++) {
+        int fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            break;
+        fake f = {.fd = fd, .mode = FAKE_NORMAL};
+        fake_main(&f); /* serves until the client closes; closes fd */
+    }
+    return NULL;
+}
+
+static json_t *run_json(const char *cmd)
+{
+    int rc;
+    char *err;
+    char *out = jqt_run(cmd, &rc, &err);
+    if (rc != 0)
+        fail_msg("%s: exit %d: %s", cmd, rc, err);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    if (!j)
+        fail_msg("%s: not JSON: %s", cmd, out);
+    free(out);
+    free(err);
+    return j;
+}
+
+/* `judgeq --socket P generate --json` prints the fields of `run --json`
+ * (the contract), filled from the daemon's replies; stats and ping talk
+ * the protocol too. */
+static void test_cli_against_fake(void **state)
+{
+    (void)state;
+    char *sock = jqt_fmt("%s/fake-%d.sock", jqt_tmpdir(), (int)getpid());
+    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+    unlink(sock);
+    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(ls, 8), 0);
+    fake_listener l = {.listen_fd = ls, .n_conns = 4};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, listener_main, &l), 0);
+
+    char *cmd = jqt_fmt("'%s' --socket '%s' generate -p hello -n 3 --seed 5 "
+                        "--evict snapkv --budget 64 --json",
+                        jqt_judgeq_bin(), sock);
+    json_t *online = run_json(cmd);
+    free(cmd);
+    cmd = jqt_fmt("'%s' run -m '%s' -p hello -n 3 --seed 5 --evict snapkv "
+                  "--budget 64 --json",
+                  jqt_judgeq_bin(), jqt_model_path("stories260K.gguf"));
+    json_t *offline = run_json(cmd);
+    free(cmd);
+    const char *key;
+    json_t *v;
+    json_object_foreach(offline, key, v) {
+        json_t *o = json_object_get(online, key);
+        if (!o)
+            fail_msg("generate --json lacks run's field '%s'", key);
+        if (json_typeof(o) != json_typeof(v) &&
+            !(json_is_number(o) && json_is_number(v)))
+            fail_msg("field '%s' has another JSON type online", key);
+    }
+    assert_int_equal(json_object_size(online), json_object_size(offline));
+    /* the values came from the fake's replies */
+    assert_int_equal(json_array_size(json_object_get(online, "tokens")), 3);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(online, "tokens"), 2)), 102);
+    assert_string_equal(json_string_value(json_object_get(online, "text")), " t0 t1 t2");
+    assert_string_equal(json_string_value(json_object_get(online, "policy")), "snapkv");
+    assert_int_equal(json_integer_value(json_object_get(online, "threads")), 8);
+    assert_int_equal(json_integer_value(json_object_get(online, "seed")), 5);
+    assert_int_equal(json_array_size(json_object_get(online, "kept")), 2);
+    json_decref(online);
+    json_decref(offline);
+
+    /* streamed text, no JSON */
+    int rc;
+    cmd = jqt_fmt("JUDGEQ_SOCKET='%s' '%s' generate -p hi -n 2", sock, jqt_judgeq_bin());
+    char *out = jqt_run(cmd, &rc, NULL);
+    assert_int_equal(rc, 0);
+    assert_string_equal(out, " t0 t1\n");
+    free(out);
+    free(cmd);
+
+    cmd = jqt_fmt("'%s' stats --socket '%s'", jqt_judgeq_bin(), sock);
+    json_t *st = run_json(cmd);
+    assert_int_equal(json_integer_value(json_object_get(st, "sessions")), 3);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(st, "pools"), 0), "cpuset")),
+                        "0-7");
+    json_decref(st);
+    free(cmd);
+
+    cmd = jqt_fmt("'%s' --socket '%s' ping --count 50", jqt_judgeq_bin(), sock);
+    out = jqt_run(cmd, &rc, NULL);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "50 round trips, p50 "));
+    assert_non_null(strstr(out, " us, p99 "));
+    free(out);
+    free(cmd);
+
+    pthread_join(t, NULL);
+    close(ls);
+    unlink(sock);
+    free(sock);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1077,6 +1195,7 @@ int main(void)
         cmocka_unit_test(test_connect_errors),
         cmocka_unit_test(test_threads_share_handle),
         cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_cli_against_fake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
