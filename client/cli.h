@@ -43,6 +43,10 @@ double jq_now(void);
 /* Reads a whole file into a NUL-terminated malloc'd buffer (exit 1 with a
  * message on failure). */
 char *jq_cli_read_file(const jq_cmd_info *cmd, const char *path, size_t *len);
+/* The text of a -p TEXT / -f FILE pair (exactly one is non-NULL): a
+ * malloc'd NUL-terminated copy, its length in *len (exit 1 on failure). */
+char *jq_cli_text_arg(const jq_cmd_info *cmd, const char *text,
+                      const char *file, size_t *len);
 /* Copies s[0..n) replacing invalid UTF-8 with U+FFFD, so JSON encoders
  * accept it. Malloc'd, NUL-terminated. */
 char *jq_utf8_sanitize(const char *s, size_t n, size_t *out_len);
@@ -60,6 +64,7 @@ int jq_cli_default_threads(void);
 
 int jq_cmd_run(int argc, char **argv);
 int jq_cmd_hitrate(int argc, char **argv);
+int jq_cmd_bench(int argc, char **argv);
 int jq_cmd_tokenize(int argc, char **argv);
 int jq_cmd_logits(int argc, char **argv);
 int jq_cmd_gen_model(int argc, char **argv);

@@ -121,6 +121,18 @@ char *jq_cli_read_file(const jq_cmd_info *cmd, const char *path, size_t *len)
     return buf;
 }
 
+char *jq_cli_text_arg(const jq_cmd_info *cmd, const char *text,
+                      const char *file, size_t *len)
+{
+    if (file)
+        return jq_cli_read_file(cmd, file, len);
+    char *s = strdup(text);
+    if (!s)
+        jq_cli_fail(cmd, "out of memory");
+    *len = strlen(s);
+    return s;
+}
+
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
 static size_t utf8_valid_len(const unsigned char *s, size_t n)
 {

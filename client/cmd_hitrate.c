@@ -151,11 +151,7 @@ int jq_cmd_hitrate(int argc, char **argv)
     hitrate_opts o;
     parse(argc, argv, &o);
     size_t len;
-    char *text = o.file ? jq_cli_read_file(I, o.file, &len) : strdup(o.prompt);
-    if (!text)
-        jq_cli_fail(I, "out of memory");
-    if (!o.file)
-        len = strlen(text);
+    char *text = jq_cli_text_arg(I, o.prompt, o.file, &len);
 
     jq_model *m = jq_cli_load_model(I, o.model);
     const jq_hparams *hp = &m->hp;

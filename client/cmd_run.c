@@ -270,12 +270,7 @@ int jq_cmd_run(int argc, char **argv)
     parse(argc, argv, &o);
 
     size_t prompt_len;
-    char *prompt_buf = NULL;
-    const char *prompt = o.prompt;
-    if (o.prompt_file)
-        prompt = prompt_buf = jq_cli_read_file(I, o.prompt_file, &prompt_len);
-    else
-        prompt_len = strlen(o.prompt);
+    char *prompt = jq_cli_text_arg(I, o.prompt, o.prompt_file, &prompt_len);
 
     jq_model *m = jq_cli_load_model(I, o.model);
     char err[1024];
@@ -360,6 +355,6 @@ int jq_cmd_run(int argc, char **argv)
     free(prompt_ids);
     jq_soft_tokens_free(soft);
     jq_model_free(m);
-    free(prompt_buf);
+    free(prompt);
     return JQ_EXIT_OK;
 }

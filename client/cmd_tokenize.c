@@ -94,24 +94,13 @@ static void parse(const jq_cmd_info *I, int argc, char **argv, text_opts *o,
         jq_cli_usage_error(I, "give the text with exactly one of -p and -f");
 }
 
-static char *read_text(const jq_cmd_info *I, const text_opts *o, size_t *len)
-{
-    if (o->file)
-        return jq_cli_read_file(I, o->file, len);
-    *len = strlen(o->text);
-    char *s = strdup(o->text);
-    if (!s)
-        jq_cli_fail(I, "out of memory");
-    return s;
-}
-
 int jq_cmd_tokenize(int argc, char **argv)
 {
     const jq_cmd_info *I = &tokenize_info;
     text_opts o;
     parse(I, argc, argv, &o, false);
     size_t len;
-    char *text = read_text(I, &o, &len);
+    char *text = jq_cli_text_arg(I, o.text, o.file, &len);
 
     char err[1024], gerr[512];
     jq_gguf *g = jq_gguf_open(o.model, gerr, sizeof gerr);
@@ -147,7 +136,7 @@ int jq_cmd_logits(int argc, char **argv)
     text_opts o;
     parse(I, argc, argv, &o, true);
     size_t len;
-    char *text = read_text(I, &o, &len);
+    char *text = jq_cli_text_arg(I, o.text, o.file, &len);
 
     jq_model *m = jq_cli_load_model(I, o.model);
     size_t n;

@@ -1,6 +1,7 @@
 /* evict.c — eviction specs (defaults, names, validation), the observer
  * rows each policy needs, and the jq_kept container. The selection itself
  * is in evict_select.c. See evict.h and ../shared/EVICTION.md. */
+#include "errors.h"
 #include "evict.h"
 
 #include <math.h>
@@ -65,65 +66,52 @@ int jq_evict_policy_from_name(const char *name)
     return -1;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 int jq_evict_spec_check(const jq_evict_spec *spec, char *err, size_t errlen)
 {
     if (!spec)
-        return fail(err, errlen, "no eviction spec");
+        return jq_fail(err, errlen, "no eviction spec");
     jq_evict_policy p = spec->policy;
     if ((int)p < 0 || p >= JQ_EVICT_COUNT_)
-        return fail(err, errlen,
+        return jq_fail(err, errlen,
                     "--policy %d is unknown (full streaming h2o snapkv "
                     "pyramidkv adakv judgeq oracle)",
                     (int)p);
     const char *name = policy_names[p];
     if (spec->budget < 1)
-        return fail(err, errlen, "--budget %d must be at least 1",
+        return jq_fail(err, errlen, "--budget %d must be at least 1",
                     (int)spec->budget);
     if (spec->window < 0)
-        return fail(err, errlen, "--window %d must not be negative",
+        return jq_fail(err, errlen, "--window %d must not be negative",
                     (int)spec->window);
     if (spec->pool_kernel < 1 || spec->pool_kernel % 2 == 0)
-        return fail(err, errlen,
+        return jq_fail(err, errlen,
                     "--pool-kernel %d must be odd and at least 1 (1 turns "
                     "pooling off)",
                     (int)spec->pool_kernel);
     if (spec->gqa_reduce != JQ_GQA_MEAN && spec->gqa_reduce != JQ_GQA_MAX)
-        return fail(err, errlen, "--gqa-reduce %d is unknown (mean or max)",
+        return jq_fail(err, errlen, "--gqa-reduce %d is unknown (mean or max)",
                     (int)spec->gqa_reduce);
     /* written as !(in range) so that NaN fails too */
     if (!(spec->adakv_alpha >= 0.0f && spec->adakv_alpha <= 1.0f))
-        return fail(err, errlen, "--adakv-alpha %g must be in [0, 1]",
+        return jq_fail(err, errlen, "--adakv-alpha %g must be in [0, 1]",
                     (double)spec->adakv_alpha);
     if (!(spec->pyramid_beta >= 1.0f) || isinf(spec->pyramid_beta))
-        return fail(err, errlen,
+        return jq_fail(err, errlen,
                     "--pyramid-beta %g must be finite and at least 1",
                     (double)spec->pyramid_beta);
     if (forces_window(p) && spec->window >= spec->budget)
-        return fail(err, errlen,
+        return jq_fail(err, errlen,
                     "--window %d must be smaller than --budget %d (%s keeps "
                     "the window inside the budget)",
                     (int)spec->window, (int)spec->budget, name);
     if (window_observes(p) && spec->window < 1)
-        return fail(err, errlen,
+        return jq_fail(err, errlen,
                     "--window %d must be at least 1 for %s (the window's "
                     "queries are its observers)",
                     (int)spec->window, name);
     if (p == JQ_EVICT_STREAMING &&
         (spec->sink < 0 || spec->sink > spec->budget))
-        return fail(err, errlen, "--sink %d must be in [0, --budget %d]",
+        return jq_fail(err, errlen, "--sink %d must be in [0, --budget %d]",
                     (int)spec->sink, (int)spec->budget);
     return 0;
 }

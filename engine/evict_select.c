@@ -9,6 +9,7 @@
  * with a sort of (score, index) pairs rather than kernels' jq_topk so that
  * eviction depends on nothing but libc; L is at most tens of thousands
  * and the forward pass that produced the scores costs far more. */
+#include "errors.h"
 #include "evict.h"
 
 #include <math.h>
@@ -232,19 +233,6 @@ int jq_evict_adakv_budgets(const float *pooled, int32_t n_head_kv,
     return 0;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* Every head of `out` keeps all L positions. */
 static void keep_all(jq_kept *out)
 {
@@ -278,16 +266,16 @@ int jq_evict_select(const jq_evict_spec *spec, int32_t n_layer,
     if (jq_evict_spec_check(spec, err, errlen) != 0)
         return -1;
     if (n_layer < 1 || n_head_kv < 1 || n_head < 1 || L < 0)
-        return fail(err, errlen,
+        return jq_fail(err, errlen,
                     "bad model shape: n_layer %d, n_head %d, n_head_kv %d, "
                     "L %d",
                     (int)n_layer, (int)n_head, (int)n_head_kv, (int)L);
     if (n_head % n_head_kv != 0)
-        return fail(err, errlen, "n_head %d is not a multiple of n_head_kv %d",
+        return jq_fail(err, errlen, "n_head %d is not a multiple of n_head_kv %d",
                     (int)n_head, (int)n_head_kv);
     if (!out || !out->counts || !out->positions || out->n_layer != n_layer ||
         out->n_head_kv != n_head_kv || out->L != L)
-        return fail(err, errlen,
+        return jq_fail(err, errlen,
                     "the kept set must have the shape (n_layer %d, n_head_kv "
                     "%d, L %d)",
                     (int)n_layer, (int)n_head_kv, (int)L);
@@ -303,7 +291,7 @@ int jq_evict_select(const jq_evict_spec *spec, int32_t n_layer,
         return 0;
     }
     if (!raw)
-        return fail(err, errlen, "%s needs attention scores (raw is NULL)",
+        return jq_fail(err, errlen, "%s needs attention scores (raw is NULL)",
                     jq_evict_policy_name(p));
 
     /* L > B > w from here (spec_check), so the window and the candidates
@@ -322,7 +310,7 @@ int jq_evict_select(const jq_evict_spec *spec, int32_t n_layer,
     int32_t *hb = malloc(sizeof(int32_t) * (size_t)n_head_kv);
     int rc = 0;
     if (!s || !pooled || !tmp || !mark || !caps || !hb) {
-        rc = fail(err, errlen, "out of memory selecting kept entries");
+        rc = jq_fail(err, errlen, "out of memory selecting kept entries");
         goto done;
     }
     if (p == JQ_EVICT_PYRAMIDKV)
@@ -347,7 +335,7 @@ int jq_evict_select(const jq_evict_spec *spec, int32_t n_layer,
                         pooled + (size_t)g * row, sizeof(float) * (size_t)n);
             if (jq_evict_adakv_budgets(pooled, n_head_kv, n, C,
                                        spec->adakv_alpha, hb) != 0) {
-                rc = fail(err, errlen, "out of memory in adakv budgets");
+                rc = jq_fail(err, errlen, "out of memory in adakv budgets");
                 goto done;
             }
         }

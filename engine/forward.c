@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors.h"
 #include "kernels.h"
 #include "model.h"
 
@@ -45,18 +46,6 @@ struct jq_ctx {
     int n_threads;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static void *alloc_floats(size_t n)
 {
     /* 64-byte aligned so vector loads of whole rows stay within lines. */
@@ -72,18 +61,18 @@ jq_ctx *jq_ctx_new_typed(const jq_model *m, int32_t n_ctx, int32_t max_batch,
 {
     const jq_hparams *hp = &m->hp;
     if (n_ctx < 1) {
-        set_err(err, errlen, "context size %d must be at least 1", n_ctx);
+        jq_set_err(err, errlen, "context size %d must be at least 1", n_ctx);
         return NULL;
     }
     if (kv_type != JQ_TYPE_F32 && kv_type != JQ_TYPE_F16) {
-        set_err(err, errlen, "KV type must be f32 or f16");
+        jq_set_err(err, errlen, "KV type must be f32 or f16");
         return NULL;
     }
     if (max_batch <= 0 || max_batch > n_ctx)
         max_batch = n_ctx;
     jq_ctx *c = calloc(1, sizeof *c);
     if (!c) {
-        set_err(err, errlen, "out of memory");
+        jq_set_err(err, errlen, "out of memory");
         return NULL;
     }
     c->m = m;
@@ -114,7 +103,7 @@ jq_ctx *jq_ctx_new_typed(const jq_model *m, int32_t n_ctx, int32_t max_batch,
     c->scratch = alloc_floats(c->scratch_floats * (size_t)c->n_threads);
     if (!c->own || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->att ||
         !c->proj || !c->hb || !c->hb2 || !c->scratch) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "out of memory allocating a context of %d positions", n_ctx);
         jq_ctx_free(c);
         return NULL;
@@ -162,6 +151,15 @@ void jq_ctx_set_kv(jq_ctx *c, jq_kv_store *kv, bool owned)
         jq_kv_store_free(c->kv);
     c->kv = kv;
     c->kv_owned = owned && kv != c->own;
+}
+
+jq_kv_store *jq_ctx_detach_kv(jq_ctx *c)
+{
+    jq_kv_store *kv = c->kv == c->own ? NULL : c->kv;
+    c->kv = c->own;
+    c->kv_owned = false;
+    jq_kv_store_clear(c->own);
+    return kv;
 }
 
 void jq_ctx_reset(jq_ctx *c)
@@ -270,14 +268,21 @@ static void rows_task(void *arg, int ith, int nth)
             jq_kv_store *kv = c->kv;
             int32_t pos = kv->next_pos + (int32_t)i;
             float *q = c->q + i * q_dim, *k = c->k + i * kv_dim;
+            const jq_layer *ly = &c->m->layers[j->layer];
+            float *v = c->v + i * kv_dim;
+            if (ly->bq) { /* qwen2's biases, before RoPE */
+                jq_add(q, ly->bq, (int64_t)q_dim);
+                jq_add(k, ly->bk, (int64_t)kv_dim);
+                jq_add(v, ly->bv, (int64_t)kv_dim);
+            }
             jq_rope(q, hp->n_head, hp->head_dim, hp->rope_dim, pos,
-                    hp->rope_base, NULL, hp->rope_neox);
+                    hp->rope_base, c->m->rope_factors, hp->rope_neox);
             jq_rope(k, hp->n_head_kv, hp->head_dim, hp->rope_dim, pos,
-                    hp->rope_base, NULL, hp->rope_neox);
+                    hp->rope_base, c->m->rope_factors, hp->rope_neox);
             for (int g = 0; g < hp->n_head_kv; g++) {
                 int32_t at = kv->len[jq_kv_head(kv, j->layer, g)] + (int32_t)i;
                 jq_kv_put(kv, j->layer, g, at, k + (size_t)g * hp->head_dim,
-                          c->v + i * kv_dim + (size_t)g * hp->head_dim, pos);
+                          v + (size_t)g * hp->head_dim, pos);
             }
             break;
         }
@@ -314,8 +319,11 @@ static void attn_task(void *arg, int ith, int nth)
     const jq_eval_opts *o = j->opts;
     for (int h = ith; h < hp->n_head; h += nth) {
         int g = h / group;
-        /* the head already holds len entries; row i also sees rows 0..i */
-        int32_t len = kv->len[jq_kv_head(kv, j->layer, g)];
+        /* the head already shows n0 prefix + len own entries; row i also
+         * sees rows 0..i of this batch */
+        size_t hd = jq_kv_head(kv, j->layer, g);
+        int32_t n0 = kv->prefix ? kv->prefix->len[hd] : 0;
+        int32_t len = n0 + kv->len[hd];
         jq_attn_args a = {
             .q = c->q + (size_t)h * hp->head_dim,
             .ldq = (int64_t)q_dim,
@@ -332,6 +340,9 @@ static void attn_task(void *arg, int ith, int nth)
             .out = c->att + (size_t)h * hp->head_dim,
             .ldo = (int64_t)q_dim,
             .scratch = thread_scratch(c, ith),
+            .k0 = n0 ? jq_kv_key(kv->prefix, j->layer, g, 0) : NULL,
+            .v0 = n0 ? jq_kv_value(kv->prefix, j->layer, g, 0) : NULL,
+            .n_kv0 = n0,
         };
         if (o && o->scores) {
             a.score = o->scores +
@@ -363,7 +374,7 @@ static int check_tokens(const jq_hparams *hp, const int32_t *t, int32_t n,
 {
     for (int32_t i = 0; i < n; i++) {
         if (t[i] < 0 || t[i] >= hp->n_vocab) {
-            set_err(err, errlen,
+            jq_set_err(err, errlen,
                     "token id %d at batch index %d is outside the vocabulary "
                     "(0..%d)",
                     t[i], first_row + i, hp->n_vocab - 1);
@@ -382,32 +393,33 @@ int jq_ctx_eval_ex(jq_ctx *c, const int32_t *tokens, int32_t n,
     jq_kv_store *kv = c->kv;
     int32_t n_extra = o ? o->n_extra : 0;
     if (n_extra < 0 || (n_extra > 0 && !o->extra_tokens && !o->extra_embd)) {
-        set_err(err, errlen, "extra rows given without tokens or embeddings");
+        jq_set_err(err, errlen, "extra rows given without tokens or embeddings");
         return -1;
     }
     int32_t rows = n + n_extra;
     if (n < 1 || rows > c->max_batch) {
-        set_err(err, errlen, "batch of %d tokens + %d extra rows (allowed "
+        jq_set_err(err, errlen, "batch of %d tokens + %d extra rows (allowed "
                 "1..%d rows)", n, n_extra, c->max_batch);
         return -1;
     }
     if (jq_kv_store_room(kv) < rows) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "context full: %d positions used, %d free, %d new",
                 kv->next_pos, jq_kv_store_room(kv), rows);
         return -1;
     }
     if (kv->n_layer != hp->n_layer || kv->n_head_kv != hp->n_head_kv ||
         kv->head_dim != hp->head_dim) {
-        set_err(err, errlen, "KV store shape does not match the model");
+        jq_set_err(err, errlen, "KV store shape does not match the model");
         return -1;
     }
     for (size_t h = 0; h < (size_t)hp->n_layer * hp->n_head_kv; h++) {
-        if ((int64_t)kv->len[h] + rows > c->scratch_kv) {
-            set_err(err, errlen,
+        int64_t shown = (int64_t)kv->len[h] + (kv->prefix ? kv->prefix->len[h] : 0);
+        if (shown + rows > c->scratch_kv) {
+            jq_set_err(err, errlen,
                     "a head would attend over %lld entries; this context's "
                     "scratch holds %d",
-                    (long long)kv->len[h] + rows, c->scratch_kv);
+                    (long long)shown + rows, c->scratch_kv);
             return -1;
         }
     }
@@ -418,19 +430,21 @@ int jq_ctx_eval_ex(jq_ctx *c, const int32_t *tokens, int32_t n,
         return -1;
     int32_t logits_row = (o && o->logits_row >= 0) ? o->logits_row : n - 1;
     if (o && (o->logits_row >= rows)) {
-        set_err(err, errlen, "logits row %d outside the batch of %d rows",
+        jq_set_err(err, errlen, "logits row %d outside the batch of %d rows",
                 o->logits_row, rows);
         return -1;
     }
     if (o && o->scores) {
-        int32_t max_keys = kv->len[0] + rows; /* every head appends rows */
-        for (size_t h = 1; h < (size_t)hp->n_layer * hp->n_head_kv; h++)
-            if (kv->len[h] + rows > max_keys)
-                max_keys = kv->len[h] + rows;
+        int32_t max_keys = 0; /* every head appends rows */
+        for (size_t h = 0; h < (size_t)hp->n_layer * hp->n_head_kv; h++) {
+            int32_t shown = kv->len[h] + (kv->prefix ? kv->prefix->len[h] : 0);
+            if (shown + rows > max_keys)
+                max_keys = shown + rows;
+        }
         if (o->score_row0 < 0 || o->score_row1 > rows ||
             o->score_row0 > o->score_row1 || o->n_score < 0 ||
             o->n_score > max_keys) {
-            set_err(err, errlen, "scoring rows [%d, %d) or keys %d outside "
+            jq_set_err(err, errlen, "scoring rows [%d, %d) or keys %d outside "
                     "the batch", o->score_row0, o->score_row1, o->n_score);
             return -1;
         }

@@ -7,6 +7,7 @@
  * the small norm vectors are copied to F32 (they may be stored in another
  * type, and an owned copy is always aligned).
  */
+#include "errors.h"
 #include "model.h"
 
 #include <errno.h>
@@ -21,18 +22,6 @@
  * inside them. */
 #define MAX_DIM (1 << 20)
 #define MAX_LAYERS 4096
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 typedef struct {
     jq_model *m;
@@ -56,7 +45,7 @@ static bool get_dim(loader *L, const char *suffix, bool required,
     uint32_t v;
     if (jq_gguf_find_key(L->m->gguf, key) < 0) {
         if (required) {
-            set_err(L->err, L->errlen, "model: metadata key '%s' is missing",
+            jq_set_err(L->err, L->errlen, "model: metadata key '%s' is missing",
                     key);
             return false;
         }
@@ -65,7 +54,7 @@ static bool get_dim(loader *L, const char *suffix, bool required,
     }
     if (!jq_gguf_get_u32(L->m->gguf, key, &v) || v < (uint32_t)lo ||
         v > (uint32_t)hi) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: metadata key '%s' must be an integer in [%d, %d]",
                 key, lo, hi);
         return false;
@@ -85,7 +74,7 @@ static bool get_float(loader *L, const char *suffix, float fallback,
     }
     float v;
     if (!jq_gguf_get_f32(L->m->gguf, key, &v) || !(v >= lo && v <= hi)) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: metadata key '%s' must be a number in [%g, %g]", key,
                 lo, hi);
         return false;
@@ -100,19 +89,26 @@ static bool load_hparams(loader *L)
     jq_hparams *hp = &m->hp;
     jq_str arch;
     if (!jq_gguf_get_str(m->gguf, "general.architecture", &arch)) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: general.architecture is missing or not a string");
         return false;
     }
-    if (!jq_str_eq(arch, "llama")) {
-        set_err(L->err, L->errlen,
+    /* Mistral and TinyLlama files say "llama"; qwen2 differs by q/k/v
+     * biases and the NEOX RoPE pair layout (llama.cpp's rope type for it) */
+    if (jq_str_eq(arch, "llama")) {
+        snprintf(hp->arch, sizeof hp->arch, "llama");
+        hp->rope_neox = false;
+    } else if (jq_str_eq(arch, "qwen2")) {
+        snprintf(hp->arch, sizeof hp->arch, "qwen2");
+        hp->rope_neox = true;
+    } else {
+        jq_set_err(L->err, L->errlen,
                 "model: architecture '%.*s' is not supported (judgeq runs "
-                "'llama')",
+                "'llama' and 'qwen2')",
                 (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
         return false;
     }
-    snprintf(hp->arch, sizeof hp->arch, "llama");
-    hp->rope_neox = false;
+    hp->rope_linear = 1.0f;
 
     if (!get_dim(L, "embedding_length", true, 0, 1, MAX_DIM, &hp->n_embd) ||
         !get_dim(L, "block_count", true, 0, 1, MAX_LAYERS, &hp->n_layer) ||
@@ -125,7 +121,7 @@ static bool load_hparams(loader *L)
                  &hp->n_ctx_train))
         return false;
     if (hp->n_embd % hp->n_head != 0) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: embedding_length %d is not a multiple of "
                 "head_count %d",
                 hp->n_embd, hp->n_head);
@@ -139,14 +135,14 @@ static bool load_hparams(loader *L)
                  MAX_DIM, &value_len))
         return false;
     if (value_len != hp->head_dim) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: attention.value_length %d differs from key_length "
                 "%d (not supported)",
                 value_len, hp->head_dim);
         return false;
     }
     if (hp->n_head % hp->n_head_kv != 0) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: head_count %d is not a multiple of head_count_kv %d",
                 hp->n_head, hp->n_head_kv);
         return false;
@@ -155,7 +151,7 @@ static bool load_hparams(loader *L)
                  hp->head_dim, &hp->rope_dim))
         return false;
     if (hp->rope_dim % 2 != 0) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: rope.dimension_count %d is odd", hp->rope_dim);
         return false;
     }
@@ -164,23 +160,23 @@ static bool load_hparams(loader *L)
         !get_float(L, "attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f,
                    &hp->rms_eps))
         return false;
-    /* Scaled RoPE changes positions' angles; computing without it would
-     * give silently wrong logits, so refuse until it is implemented. */
+    /* RoPE scaling: "linear" divides positions by the factor; Llama 3's
+     * per-frequency factors come as the rope_freqs.weight tensor. Other
+     * kinds (yarn, longrope) would give silently wrong logits: refuse. */
     char key[128];
     jq_str scaling;
     arch_key(m, "rope.scaling.type", key, sizeof key);
-    if (jq_gguf_get_str(m->gguf, key, &scaling) &&
-        !jq_str_eq(scaling, "none")) {
-        set_err(L->err, L->errlen,
-                "model: RoPE scaling '%.*s' is not supported yet",
-                (int)(scaling.len > 32 ? 32 : scaling.len), scaling.ptr);
-        return false;
-    }
-    if (jq_gguf_find_tensor(m->gguf, "rope_freqs.weight")) {
-        set_err(L->err, L->errlen,
-                "model: rope_freqs.weight (Llama 3 RoPE scaling) is not "
-                "supported yet");
-        return false;
+    if (jq_gguf_get_str(m->gguf, key, &scaling) && !jq_str_eq(scaling, "none")) {
+        if (!jq_str_eq(scaling, "linear")) {
+            jq_set_err(L->err, L->errlen,
+                    "model: RoPE scaling '%.*s' is not supported (none, "
+                    "linear, and Llama 3's rope_freqs are)",
+                    (int)(scaling.len > 32 ? 32 : scaling.len), scaling.ptr);
+            return false;
+        }
+        if (!get_float(L, "rope.scaling.factor", 1.0f, 1e-3f, 1e6f,
+                       &hp->rope_linear))
+            return false;
     }
     return true;
 }
@@ -191,14 +187,14 @@ static const jq_gguf_tensor *find_shaped(loader *L, const char *name,
 {
     const jq_gguf_tensor *t = jq_gguf_find_tensor(L->m->gguf, name);
     if (!t) {
-        set_err(L->err, L->errlen, "model: tensor '%s' is missing", name);
+        jq_set_err(L->err, L->errlen, "model: tensor '%s' is missing", name);
         return NULL;
     }
     uint32_t want_dims = rows ? 2 : 1;
     bool ok = t->n_dims == want_dims && t->ne[0] == cols &&
               (rows == 0 || t->ne[1] == rows);
     if (!ok) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: tensor '%s' has shape [%lld, %lld] (%u dims), "
                 "expected [%lld, %lld]",
                 name, (long long)t->ne[0], (long long)t->ne[1], t->n_dims,
@@ -207,7 +203,7 @@ static const jq_gguf_tensor *find_shaped(loader *L, const char *name,
     }
     const jq_type_traits *tt = jq_type_traits_get(t->type);
     if (!tt || !tt->compute) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: tensor '%s' has type %s (id %u), which judgeq cannot "
                 "compute with yet (supported: f32, f16, bf16, q8_0)",
                 name, tt ? tt->name : "unknown", t->type);
@@ -228,7 +224,7 @@ static bool load_matrix(loader *L, const char *name, int64_t cols,
     out->cols = cols;
     out->row_bytes = jq_row_bytes(t->type, cols);
     if (out->row_bytes == 0) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: tensor '%s': rows of %lld elements do not fit type "
                 "%s blocks",
                 name, (long long)cols, jq_type_traits_get(t->type)->name);
@@ -248,18 +244,64 @@ static const float *load_norm(loader *L, const char *name, int64_t n)
     return dst;
 }
 
+/* An optional 1-D F32-convertible vector of n (a bias), or NULL. */
+static bool load_optional_vec(loader *L, const char *name, int64_t n,
+                              const float **out)
+{
+    *out = NULL;
+    if (!jq_gguf_find_tensor(L->m->gguf, name))
+        return true;
+    return (*out = load_norm(L, name, n)) != NULL;
+}
+
+static bool load_rope_factors(loader *L)
+{
+    jq_model *m = L->m;
+    const jq_hparams *hp = &m->hp;
+    int32_t half = hp->rope_dim / 2;
+    bool has_freqs = jq_gguf_find_tensor(m->gguf, "rope_freqs.weight") != NULL;
+    if (!has_freqs && hp->rope_linear == 1.0f)
+        return true;
+    m->rope_factors = malloc(sizeof(float) * (size_t)half);
+    if (!m->rope_factors) {
+        jq_set_err(L->err, L->errlen, "model: out of memory");
+        return false;
+    }
+    for (int32_t i = 0; i < half; i++)
+        m->rope_factors[i] = 1.0f;
+    if (has_freqs) {
+        const jq_gguf_tensor *t = find_shaped(L, "rope_freqs.weight", half, 0);
+        if (!t)
+            return false;
+        jq_dequantize_row(t->type, t->data, m->rope_factors, half);
+        for (int32_t i = 0; i < half; i++) {
+            if (!(m->rope_factors[i] > 0.0f) || !(m->rope_factors[i] < 1e30f)) {
+                jq_set_err(L->err, L->errlen,
+                        "model: rope_freqs.weight[%d] = %g is not a positive "
+                        "finite factor",
+                        i, (double)m->rope_factors[i]);
+                return false;
+            }
+        }
+    }
+    /* dividing every angle by the linear factor = dividing positions */
+    for (int32_t i = 0; i < half; i++)
+        m->rope_factors[i] *= hp->rope_linear;
+    return true;
+}
+
 static bool load_tensors(loader *L)
 {
     jq_model *m = L->m;
     const jq_hparams *hp = &m->hp;
     const jq_gguf_tensor *emb = jq_gguf_find_tensor(m->gguf, "token_embd.weight");
     if (!emb || emb->n_dims != 2) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: tensor 'token_embd.weight' is missing or not 2-D");
         return false;
     }
     if (emb->ne[1] < 1 || emb->ne[1] > INT32_MAX) {
-        set_err(L->err, L->errlen,
+        jq_set_err(L->err, L->errlen,
                 "model: token_embd.weight has %lld rows (vocabulary size out "
                 "of range)",
                 (long long)emb->ne[1]);
@@ -270,11 +312,15 @@ static bool load_tensors(loader *L)
                      &m->tok_embd))
         return false;
 
-    size_t n_norms = (size_t)hp->n_embd * (2 * (size_t)hp->n_layer + 1);
+    /* norms, plus room for q/k/v biases of every layer */
+    size_t n_norms = (size_t)hp->n_embd * (2 * (size_t)hp->n_layer + 1) +
+                     (size_t)hp->n_layer *
+                         ((size_t)hp->n_head + 2 * (size_t)hp->n_head_kv) *
+                         (size_t)hp->head_dim;
     m->norms = malloc(n_norms * sizeof(float));
     m->layers = calloc((size_t)hp->n_layer, sizeof(jq_layer));
     if (!m->norms || !m->layers) {
-        set_err(L->err, L->errlen, "model: out of memory");
+        jq_set_err(L->err, L->errlen, "model: out of memory");
         return false;
     }
     if (!(m->output_norm = load_norm(L, "output_norm.weight", hp->n_embd)))
@@ -304,18 +350,26 @@ static bool load_tensors(loader *L)
             !load_matrix(L, BLK("ffn_up.weight"), hp->n_embd, hp->n_ff, &ly->w_up) ||
             !load_matrix(L, BLK("ffn_down.weight"), hp->n_ff, hp->n_embd, &ly->w_down))
             return false;
-        /* Biases would be silently ignored: refuse them (qwen2 has them;
-         * it is a later architecture). */
-        if (jq_gguf_find_tensor(m->gguf, BLK("attn_q.bias"))) {
-            set_err(L->err, L->errlen,
-                    "model: %s: attention biases are not supported for "
-                    "'llama'",
-                    name);
+        if (!load_optional_vec(L, BLK("attn_q.bias"), q_dim, &ly->bq) ||
+            !load_optional_vec(L, BLK("attn_k.bias"), kv_dim, &ly->bk) ||
+            !load_optional_vec(L, BLK("attn_v.bias"), kv_dim, &ly->bv))
+            return false;
+        if (!ly->bq != !ly->bk || !ly->bq != !ly->bv) {
+            jq_set_err(L->err, L->errlen,
+                    "model: block %d has some but not all of the q/k/v "
+                    "biases",
+                    l);
+            return false;
+        }
+        /* an output-projection bias would be silently ignored: refuse */
+        if (jq_gguf_find_tensor(m->gguf, BLK("attn_output.bias"))) {
+            jq_set_err(L->err, L->errlen,
+                    "model: %s is not supported", name);
             return false;
         }
     }
 #undef BLK
-    return true;
+    return load_rope_factors(L);
 }
 
 jq_model *jq_model_load(const char *path, char *err, size_t errlen)
@@ -323,14 +377,14 @@ jq_model *jq_model_load(const char *path, char *err, size_t errlen)
     jq_kernels_init();
     jq_model *m = calloc(1, sizeof *m);
     if (!m) {
-        set_err(err, errlen, "model: out of memory");
+        jq_set_err(err, errlen, "model: out of memory");
         return NULL;
     }
     loader L = {.m = m, .err = err, .errlen = errlen};
     char gerr[512];
     m->gguf = jq_gguf_open(path, gerr, sizeof gerr);
     if (!m->gguf) {
-        set_err(err, errlen, "%s: %s", path, gerr);
+        jq_set_err(err, errlen, "%s: %s", path, gerr);
         goto fail;
     }
     m->path = strdup(path);
@@ -338,11 +392,11 @@ jq_model *jq_model_load(const char *path, char *err, size_t errlen)
         goto fail_named;
     m->vocab = jq_vocab_load(m->gguf, gerr, sizeof gerr);
     if (!m->vocab) {
-        set_err(err, errlen, "%s: %s", path, gerr);
+        jq_set_err(err, errlen, "%s: %s", path, gerr);
         goto fail;
     }
     if (jq_vocab_size(m->vocab) != m->hp.n_vocab) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: model: tokenizer has %d tokens but token_embd.weight has "
                 "%d rows",
                 path, jq_vocab_size(m->vocab), m->hp.n_vocab);
@@ -354,7 +408,7 @@ fail_named:
         /* Prefix the loader's message with the file name. */
         char tmp[512];
         snprintf(tmp, sizeof tmp, "%s", err);
-        set_err(err, errlen, "%s: %s", path, tmp);
+        jq_set_err(err, errlen, "%s: %s", path, tmp);
     }
 fail:
     jq_model_free(m);
@@ -369,6 +423,7 @@ void jq_model_free(jq_model *m)
     jq_gguf_close(m->gguf);
     free(m->layers);
     free(m->norms);
+    free(m->rope_factors);
     free(m->path);
     free(m);
 }

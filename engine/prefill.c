@@ -7,6 +7,7 @@
  * each observer row adds its probabilities into an (n_layer, n_head, L)
  * array inside the attention kernel.
  */
+#include "errors.h"
 #include "prefill.h"
 
 #include <stdarg.h>
@@ -16,18 +17,6 @@
 #include <time.h>
 
 #include "kernels.h"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static double now_ms(void)
 {
@@ -51,7 +40,7 @@ static int scored_pass(jq_ctx *c, const int32_t *tokens, int32_t L,
         switch (p->spec.policy) {
         case JQ_EVICT_JUDGEQ:
             if (!p->soft_embd || p->n_soft < 1) {
-                set_err(err, errlen, "the judgeq policy needs soft tokens");
+                jq_set_err(err, errlen, "the judgeq policy needs soft tokens");
                 return -1;
             }
             o.extra_embd = p->soft_embd;
@@ -61,7 +50,7 @@ static int scored_pass(jq_ctx *c, const int32_t *tokens, int32_t L,
             break;
         case JQ_EVICT_ORACLE:
             if (!p->oracle_tokens || p->n_oracle < 1) {
-                set_err(err, errlen,
+                jq_set_err(err, errlen,
                         "the oracle policy needs the generated tokens");
                 return -1;
             }
@@ -93,7 +82,7 @@ int jq_prefill(jq_ctx *c, const int32_t *tokens, int32_t L,
     memset(r, 0, sizeof *r);
     const jq_hparams *hp = &jq_ctx_model(c)->hp;
     if (L < 1) {
-        set_err(err, errlen, "empty prompt");
+        jq_set_err(err, errlen, "empty prompt");
         return -1;
     }
     /* the full cache has no budget to check */
@@ -101,7 +90,7 @@ int jq_prefill(jq_ctx *c, const int32_t *tokens, int32_t L,
         jq_evict_spec_check(&p->spec, err, errlen) != 0)
         return -1;
     if (p->kv_type != JQ_TYPE_F32 && p->kv_type != JQ_TYPE_F16) {
-        set_err(err, errlen, "KV type must be f32 or f16");
+        jq_set_err(err, errlen, "KV type must be f32 or f16");
         return -1;
     }
     bool evicting = p->spec.policy != JQ_EVICT_FULL && L > p->spec.budget;
@@ -110,7 +99,7 @@ int jq_prefill(jq_ctx *c, const int32_t *tokens, int32_t L,
     if (scoring) {
         raw = malloc(sizeof(float) * (size_t)hp->n_layer * hp->n_head * L);
         if (!raw) {
-            set_err(err, errlen, "out of memory for scores of %d positions",
+            jq_set_err(err, errlen, "out of memory for scores of %d positions",
                     L);
             return -1;
         }
@@ -118,7 +107,7 @@ int jq_prefill(jq_ctx *c, const int32_t *tokens, int32_t L,
     r->kept = jq_kept_new(hp->n_layer, hp->n_head_kv, L);
     if (!r->kept) {
         free(raw);
-        set_err(err, errlen, "out of memory");
+        jq_set_err(err, errlen, "out of memory");
         return -1;
     }
 
@@ -150,17 +139,17 @@ int jq_prefill(jq_ctx *c, const int32_t *tokens, int32_t L,
     r->kv_bytes_kept = 2ull * (uint64_t)jq_kept_total(r->kept) *
                        (uint64_t)hp->head_dim *
                        (p->kv_type == JQ_TYPE_F32 ? 4u : 2u);
-    if (!evicting && jq_ctx_kv(c)->type == p->kv_type &&
+    if (!evicting && !p->detach && jq_ctx_kv(c)->type == p->kv_type &&
         jq_kv_store_room(jq_ctx_kv(c)) >= p->reserve) {
         /* everything stays: keep decoding in the prefill store */
         return 0;
     }
-    jq_kv_store *compact = jq_kv_store_gather(
+    jq_kv_store *compact = jq_kv_store_gather_with(
         jq_ctx_kv(c), r->kept->counts, r->kept->positions, L, p->reserve,
-        p->kv_type);
+        p->kv_type, p->alloc, p->alloc_ud);
     if (!compact) {
         jq_prefill_result_free(r);
-        set_err(err, errlen, "out of memory for the compacted KV store");
+        jq_set_err(err, errlen, "out of memory for the compacted KV store");
         return -1;
     }
     jq_ctx_set_kv(c, compact, true);

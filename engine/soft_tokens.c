@@ -1,5 +1,6 @@
 /* soft_tokens.c — Judge Q soft tokens: initialisation, GGUF load/save and
  * the model-identity hash. See soft_tokens.h for the file format. */
+#include "errors.h"
 #include "soft_tokens.h"
 
 #include <inttypes.h>
@@ -12,18 +13,6 @@
 #include "gguf.h"
 #include "kernels.h"
 #include "tokenizer.h"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ----------------------------------------------------------------- jqh64 */
 
@@ -195,11 +184,11 @@ jq_soft_tokens *jq_soft_tokens_init(const jq_model *m, int32_t n,
                                     uint64_t seed, char *err, size_t errlen)
 {
     if (!m || !m->vocab || !m->tok_embd.data) {
-        set_err(err, errlen, "soft tokens: no model (or it has no vocabulary)");
+        jq_set_err(err, errlen, "soft tokens: no model (or it has no vocabulary)");
         return NULL;
     }
     if (n < 1 || n > JQ_SOFT_MAX_TOKENS) {
-        set_err(err, errlen, "soft tokens: n must be in 1..%d, got %" PRId32,
+        jq_set_err(err, errlen, "soft tokens: n must be in 1..%d, got %" PRId32,
                 JQ_SOFT_MAX_TOKENS, n);
         return NULL;
     }
@@ -208,7 +197,7 @@ jq_soft_tokens *jq_soft_tokens_init(const jq_model *m, int32_t n,
         n_vocab = jq_vocab_size(m->vocab);
     int32_t *pool = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *pool);
     if (!pool) {
-        set_err(err, errlen, "soft tokens: out of memory");
+        jq_set_err(err, errlen, "soft tokens: out of memory");
         return NULL;
     }
     /* Only NORMAL tokens: control, byte, unknown and unused tokens have
@@ -219,7 +208,7 @@ jq_soft_tokens *jq_soft_tokens_init(const jq_model *m, int32_t n,
             pool[n_normal++] = id;
     if (n_normal == 0) {
         free(pool);
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "soft tokens: the model's vocabulary has no ordinary (NORMAL) "
                 "tokens to start from");
         return NULL;
@@ -228,7 +217,7 @@ jq_soft_tokens *jq_soft_tokens_init(const jq_model *m, int32_t n,
     jq_soft_tokens *s = soft_alloc(n, n_embd, true);
     if (!s) {
         free(pool);
-        set_err(err, errlen, "soft tokens: out of memory");
+        jq_set_err(err, errlen, "soft tokens: out of memory");
         return NULL;
     }
     /* Incremental Fisher-Yates over the NORMAL ids: draws are distinct
@@ -254,7 +243,7 @@ jq_soft_tokens *jq_soft_tokens_init(const jq_model *m, int32_t n,
                           row, n_embd);
         size_t bad;
         if (!all_finite(row, (size_t)n_embd, &bad)) {
-            set_err(err, errlen,
+            jq_set_err(err, errlen,
                     "soft tokens: the embedding of token %" PRId32
                     " has a non-finite value at %zu",
                     s->init_token_ids[i], bad);
@@ -313,12 +302,12 @@ static bool get_pos_i32(const jq_gguf *g, const char *path, const char *key,
                         int32_t *out, char *err, size_t errlen)
 {
     if (jq_gguf_find_key(g, key) < 0) {
-        set_err(err, errlen, "%s: metadata %s is missing", path, key);
+        jq_set_err(err, errlen, "%s: metadata %s is missing", path, key);
         return false;
     }
     int32_t v;
     if (!jq_gguf_get_i32(g, key, &v) || v < 1) {
-        set_err(err, errlen, "%s: metadata %s is not a positive 32-bit integer",
+        jq_set_err(err, errlen, "%s: metadata %s is not a positive 32-bit integer",
                 path, key);
         return false;
     }
@@ -333,14 +322,14 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
 {
     jq_str arch;
     if (!jq_gguf_get_str(g, "general.architecture", &arch)) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: not a judgeq soft-token file (general.architecture is "
                 "missing or not a string)",
                 path);
         return NULL;
     }
     if (!jq_str_eq(arch, JQ_SOFT_ARCH)) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: not a judgeq soft-token file (general.architecture is "
                 "'%.*s', expected '" JQ_SOFT_ARCH "')",
                 path, (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
@@ -348,14 +337,14 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
     }
     uint32_t version;
     if (!jq_gguf_get_u32(g, "judgeq.soft.format_version", &version)) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: metadata judgeq.soft.format_version is missing or not an "
                 "integer",
                 path);
         return NULL;
     }
     if (version != JQ_SOFT_FORMAT_VERSION) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: soft-token format version %" PRIu32
                 " is not supported (this build reads version %d)",
                 path, version, JQ_SOFT_FORMAT_VERSION);
@@ -365,7 +354,7 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
     char model_arch[32];
     if (!get_short_str(g, "judgeq.soft.model_architecture", model_arch,
                        sizeof model_arch)) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: metadata judgeq.soft.model_architecture is missing or "
                 "not a short string",
                 path);
@@ -382,7 +371,7 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
     uint64_t model_hash;
     if (!jq_gguf_get_str(g, "judgeq.soft.model_token_embd_hash", &hash_str) ||
         !parse_hash(hash_str, &model_hash)) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: metadata judgeq.soft.model_token_embd_hash is missing or "
                 "not 16 hex digits",
                 path);
@@ -391,39 +380,39 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
 
     const jq_gguf_tensor *t = jq_gguf_find_tensor(g, JQ_SOFT_TENSOR);
     if (!t) {
-        set_err(err, errlen, "%s: tensor " JQ_SOFT_TENSOR " is missing", path);
+        jq_set_err(err, errlen, "%s: tensor " JQ_SOFT_TENSOR " is missing", path);
         return NULL;
     }
     if (t->type != JQ_TYPE_F32) {
         const jq_type_traits *tr = jq_type_traits_get(t->type);
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: tensor " JQ_SOFT_TENSOR " has type %s, expected f32",
                 path, tr ? tr->name : "(unknown)");
         return NULL;
     }
     if (t->n_dims != 2) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: tensor " JQ_SOFT_TENSOR " has %" PRIu32
                 " dimensions, expected 2 ([n_embd, n])",
                 path, t->n_dims);
         return NULL;
     }
     if (t->ne[0] != model_n_embd) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: tensor " JQ_SOFT_TENSOR " has rows of %" PRId64
                 " values but judgeq.soft.model_n_embd is %" PRId32,
                 path, t->ne[0], model_n_embd);
         return NULL;
     }
     if (t->ne[1] < 1 || t->ne[1] > JQ_SOFT_MAX_TOKENS) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: tensor " JQ_SOFT_TENSOR " has %" PRId64
                 " soft tokens, expected 1..%d",
                 path, t->ne[1], JQ_SOFT_MAX_TOKENS);
         return NULL;
     }
     if (t->ne[1] != n_tokens) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: tensor " JQ_SOFT_TENSOR " has %" PRId64
                 " soft tokens but judgeq.soft.n_tokens is %" PRId32,
                 path, t->ne[1], n_tokens);
@@ -433,7 +422,7 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
     if (t->nbytes != n_vals * sizeof(float)) {
         /* the reader sizes tensors from their shape; a mismatch means a
          * bug there, but never read past what it validated */
-        set_err(err, errlen, "%s: tensor " JQ_SOFT_TENSOR " has %" PRIu64
+        jq_set_err(err, errlen, "%s: tensor " JQ_SOFT_TENSOR " has %" PRIu64
                 " bytes, expected %zu", path, t->nbytes,
                 n_vals * sizeof(float));
         return NULL;
@@ -443,21 +432,21 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
      * the more useful message, and it is cheap. */
     if (m) {
         if (strcmp(model_arch, m->hp.arch) != 0) {
-            set_err(err, errlen,
+            jq_set_err(err, errlen,
                     "%s: made for a model of architecture '%s', this model is "
                     "'%s'",
                     path, model_arch, m->hp.arch);
             return NULL;
         }
         if (model_n_embd != m->hp.n_embd) {
-            set_err(err, errlen,
+            jq_set_err(err, errlen,
                     "%s: made for a model with n_embd %" PRId32
                     ", this model has %" PRId32,
                     path, model_n_embd, m->hp.n_embd);
             return NULL;
         }
         if (model_n_layer != m->hp.n_layer) {
-            set_err(err, errlen,
+            jq_set_err(err, errlen,
                     "%s: made for a model with n_layer %" PRId32
                     ", this model has %" PRId32,
                     path, model_n_layer, m->hp.n_layer);
@@ -465,7 +454,7 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
         }
         uint64_t mh = jq_model_embd_hash(m);
         if (mh != model_hash) {
-            set_err(err, errlen,
+            jq_set_err(err, errlen,
                     "%s: made for a model with token embedding hash %016" PRIx64
                     ", which differs from this model's %016" PRIx64
                     " (another model or another quantization)",
@@ -478,7 +467,7 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
     bool has_ids = jq_gguf_find_key(g, "judgeq.soft.init_token_ids") >= 0;
     jq_soft_tokens *s = soft_alloc(n_tokens, model_n_embd, has_ids);
     if (!s) {
-        set_err(err, errlen, "%s: out of memory", path);
+        jq_set_err(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     if (has_ids) {
@@ -488,7 +477,7 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
             cnt != (uint64_t)n_tokens ||
             !jq_gguf_arr_to_i32(g, "judgeq.soft.init_token_ids",
                                 s->init_token_ids, cnt)) {
-            set_err(err, errlen,
+            jq_set_err(err, errlen,
                     "%s: metadata judgeq.soft.init_token_ids is not an array "
                     "of %" PRId32 " 32-bit integers",
                     path, n_tokens);
@@ -497,7 +486,7 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
         int32_t limit = m ? m->hp.n_vocab : INT32_MAX;
         for (int32_t i = 0; i < n_tokens; i++)
             if (s->init_token_ids[i] < 0 || s->init_token_ids[i] >= limit) {
-                set_err(err, errlen,
+                jq_set_err(err, errlen,
                         "%s: judgeq.soft.init_token_ids[%" PRId32 "] = %" PRId32
                         " is not a token id of the model",
                         path, i, s->init_token_ids[i]);
@@ -506,13 +495,13 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
     }
     if (jq_gguf_find_key(g, "judgeq.soft.init") >= 0 &&
         !get_short_str(g, "judgeq.soft.init", s->init, sizeof s->init)) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: metadata judgeq.soft.init is not a short string", path);
         goto fail;
     }
     if (jq_gguf_find_key(g, "judgeq.soft.seed") >= 0) {
         if (!jq_gguf_get_u64(g, "judgeq.soft.seed", &s->seed)) {
-            set_err(err, errlen,
+            jq_set_err(err, errlen,
                     "%s: metadata judgeq.soft.seed is not an unsigned integer",
                     path);
             goto fail;
@@ -521,7 +510,7 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
     }
     if (jq_gguf_find_key(g, "judgeq.soft.trained_steps") >= 0 &&
         !jq_gguf_get_u64(g, "judgeq.soft.trained_steps", &s->trained_steps)) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: metadata judgeq.soft.trained_steps is not an unsigned "
                 "integer",
                 path);
@@ -532,7 +521,7 @@ static jq_soft_tokens *load_checked(const jq_gguf *g, const char *path,
     memcpy(s->emb, t->data, n_vals * sizeof(float));
     size_t bad;
     if (!all_finite(s->emb, n_vals, &bad)) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: soft token %zu, element %zu is not finite (%g)", path,
                 bad / (size_t)model_n_embd, bad % (size_t)model_n_embd,
                 (double)s->emb[bad]);
@@ -566,14 +555,14 @@ int jq_soft_tokens_save(const jq_soft_tokens *s, const jq_model *m,
 {
     if (!s || !s->emb || s->n < 1 || s->n > JQ_SOFT_MAX_TOKENS ||
         s->n_embd < 1) {
-        set_err(err, errlen, "%s: nothing to save (need 1..%d soft tokens)",
+        jq_set_err(err, errlen, "%s: nothing to save (need 1..%d soft tokens)",
                 path, JQ_SOFT_MAX_TOKENS);
         return -1;
     }
     size_t n_vals = (size_t)s->n * (size_t)s->n_embd;
     size_t bad;
     if (!all_finite(s->emb, n_vals, &bad)) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: not saved: soft token %zu, element %zu is not finite",
                 path, bad / (size_t)s->n_embd, bad % (size_t)s->n_embd);
         return -1;
@@ -584,7 +573,7 @@ int jq_soft_tokens_save(const jq_soft_tokens *s, const jq_model *m,
     if (m) {
         uint64_t mh = jq_model_embd_hash(m);
         if (s->n_embd != m->hp.n_embd || mh != hash) {
-            set_err(err, errlen,
+            jq_set_err(err, errlen,
                     "%s: not saved: these soft tokens (n_embd %" PRId32
                     ", model hash %016" PRIx64 ") were made for another model "
                     "(n_embd %" PRId32 ", hash %016" PRIx64 ")",
@@ -595,7 +584,7 @@ int jq_soft_tokens_save(const jq_soft_tokens *s, const jq_model *m,
         n_layer = m->hp.n_layer;
     }
     if (!arch[0] || n_layer < 1) {
-        set_err(err, errlen,
+        jq_set_err(err, errlen,
                 "%s: not saved: the model's architecture and layer count are "
                 "unknown",
                 path);
@@ -607,7 +596,7 @@ int jq_soft_tokens_save(const jq_soft_tokens *s, const jq_model *m,
     int rc = -1;
     jq_gguf_writer *w = jq_gguf_writer_new();
     if (!w) {
-        set_err(err, errlen, "%s: out of memory", path);
+        jq_set_err(err, errlen, "%s: out of memory", path);
         return -1;
     }
     int bad_kv = 0;
@@ -632,17 +621,17 @@ int jq_soft_tokens_save(const jq_soft_tokens *s, const jq_model *m,
     bad_kv |= jq_gguf_writer_set_u64(w, "judgeq.soft.trained_steps",
                                      s->trained_steps);
     if (bad_kv) {
-        set_err(err, errlen, "%s: %s", path, jq_gguf_writer_error(w));
+        jq_set_err(err, errlen, "%s: %s", path, jq_gguf_writer_error(w));
         goto done;
     }
     int64_t ne[2] = {s->n_embd, s->n};
     int ti = jq_gguf_writer_add_tensor(w, JQ_SOFT_TENSOR, JQ_TYPE_F32, 2, ne);
     if (ti < 0) {
-        set_err(err, errlen, "%s: %s", path, jq_gguf_writer_error(w));
+        jq_set_err(err, errlen, "%s: %s", path, jq_gguf_writer_error(w));
         goto done;
     }
     if (jq_gguf_writer_tensor_bytes(w, ti) != n_vals * sizeof(float)) {
-        set_err(err, errlen, "%s: GGUF writer sizes the tensor at %" PRIu64
+        jq_set_err(err, errlen, "%s: GGUF writer sizes the tensor at %" PRIu64
                 " bytes, expected %zu", path,
                 jq_gguf_writer_tensor_bytes(w, ti), n_vals * sizeof(float));
         goto done;
@@ -652,7 +641,7 @@ int jq_soft_tokens_save(const jq_soft_tokens *s, const jq_model *m,
     if (jq_gguf_writer_begin(w, path) != 0 ||
         jq_gguf_writer_write_tensor(w, ti, s->emb) != 0 ||
         jq_gguf_writer_finish(w) != 0) {
-        set_err(err, errlen, "%s", jq_gguf_writer_error(w));
+        jq_set_err(err, errlen, "%s", jq_gguf_writer_error(w));
         goto done;
     }
     rc = 0;

@@ -221,7 +221,9 @@ typedef struct {
      * values [0, n_kv0) are rows of k0/v0 (strides ldk/ldv, kv_type), and
      * keys [n_kv0, n_kv) are rows 0 .. n_kv - n_kv0 - 1 of k/v. Key indices
      * (causal rule, scoring) count over both segments. k0 = NULL or
-     * n_kv0 = 0: a single segment. */
+     * n_kv0 = 0: a single segment. Results (out and score) are
+     * bit-identical, on each path, to the same keys in one array; with k0
+     * set, n_kv0 outside [0, n_kv] aborts. */
     const void *k0, *v0;
     int64_t n_kv0;
 } jq_attn_args;

@@ -328,6 +328,118 @@ static void test_prefill_rejects(void **state)
     jq_model_free(m);
 }
 
+
+/* An allocator placing stores in one caller buffer (as a daemon places
+ * them in memfds). */
+typedef struct {
+    void *mem;
+    size_t size;
+} arena;
+
+static jq_kv_store *arena_alloc(void *ud, int32_t n_layer, int32_t n_head_kv,
+                                int32_t head_dim, uint32_t type,
+                                const int32_t *caps)
+{
+    arena *a = ud;
+    jq_kv_mem_layout L = jq_kv_store_mem_layout(n_layer, n_head_kv, head_dim,
+                                                type, caps);
+    a->size = L.total_bytes;
+    a->mem = aligned_alloc(64, a->size);
+    return jq_kv_store_new_in(a->mem, a->size, n_layer, n_head_kv, head_dim,
+                              type, caps);
+}
+
+/* Greedy-free decode of fixed tokens on a store; returns the logits after
+ * the last one. */
+static float *decode_on(jq_ctx *c, jq_kv_store *kv, const int32_t *toks,
+                        int n)
+{
+    const jq_hparams *hp = &jq_ctx_model(c)->hp;
+    float *logits = malloc(sizeof(float) * (size_t)hp->n_vocab);
+    char err[256];
+    jq_ctx_set_kv(c, kv, false);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(jq_ctx_eval(c, &toks[i], 1, logits, err, sizeof err), 0);
+    assert_ptr_equal(jq_ctx_detach_kv(c), kv); /* back to the caller */
+    return logits;
+}
+
+/* Fork: two tails sharing one compacted prefix decode independently and
+ * each equals decoding on a private copy of the prefix; the prefix is not
+ * modified. Stores placed in caller memory behave like heap stores. */
+static void test_fork_tails_and_external_memory(void **state)
+{
+    (void)state;
+    jq_model *m = tiny_model();
+    const jq_hparams *hp = &m->hp;
+    int32_t toks[L_PROMPT];
+    prompt_tokens(toks, L_PROMPT, 17);
+    char err[256];
+    jq_ctx *c = jq_ctx_new(m, L_PROMPT + 8, L_PROMPT, NULL, err, sizeof err);
+    jq_prefill_params pp = params_for(JQ_EVICT_SNAPKV, 12, NULL, 0);
+    pp.detach = true;
+    arena ar = {0};
+    pp.alloc = arena_alloc;
+    pp.alloc_ud = &ar;
+    jq_prefill_result r;
+    assert_int_equal(jq_prefill(c, toks, L_PROMPT, &pp, NULL, &r, err, sizeof err), 0);
+    jq_kv_store *prefix = jq_ctx_detach_kv(c);
+    assert_non_null(prefix);
+    assert_true(prefix->external);
+    assert_int_equal(prefix->next_pos, L_PROMPT);
+    assert_int_equal(jq_kv_store_room(prefix), 0);
+
+    /* a private heap copy of the prefix with room to decode: gather every
+     * entry (identity indices) */
+    size_t heads = (size_t)hp->n_layer * hp->n_head_kv;
+    int32_t *idx = malloc(sizeof(int32_t) * heads * 12);
+    for (size_t h = 0; h < heads; h++)
+        for (int i = 0; i < 12; i++)
+            idx[h * 12 + i] = i;
+    jq_kv_store *copy = jq_kv_store_gather(prefix, r.kept->counts, idx, 12, 4,
+                                           JQ_TYPE_F32);
+    assert_non_null(copy);
+
+    size_t kv_bytes = (size_t)prefix->n_entries * hp->head_dim * 4;
+    void *before = malloc(kv_bytes);
+    memcpy(before, prefix->k, kv_bytes);
+
+    jq_kv_store *t1 = jq_kv_store_new_tail(prefix, 4);
+    jq_kv_store *t2 = jq_kv_store_new_tail(prefix, 4);
+    assert_int_equal(jq_kv_visible(t1, 0, 0), 12);
+    const int32_t a[3] = {10, 11, 12}, b[3] = {200, 201, 202};
+    float *la = decode_on(c, t1, a, 3);
+    float *lb = decode_on(c, t2, b, 3);
+    float *lref = decode_on(c, copy, a, 3);
+    assert_int_equal(jq_kv_visible(t1, 0, 0), 15);
+    assert_int_equal(t1->next_pos, L_PROMPT + 3);
+    double worst = 0, apart = 0;
+    for (int i = 0; i < hp->n_vocab; i++) {
+        worst = fmax(worst, fabs((double)la[i] - lref[i]));
+        apart = fmax(apart, fabs((double)la[i] - lb[i]));
+    }
+    if (!(worst < 1e-5))
+        fail_msg("decode on a shared-prefix tail differs from a private copy "
+                 "by %g",
+                 worst);
+    assert_true(apart > 1e-3); /* different continuations really differ */
+    assert_memory_equal(before, prefix->k, kv_bytes);
+
+    free(before);
+    free(la);
+    free(lb);
+    free(lref);
+    free(idx);
+    jq_kv_store_free(t1);
+    jq_kv_store_free(t2);
+    jq_kv_store_free(copy);
+    jq_kv_store_free(prefix);
+    free(ar.mem);
+    jq_prefill_result_free(&r);
+    jq_ctx_free(c);
+    jq_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_compacted_decode_f16),
         cmocka_unit_test(test_budget_covering_prompt_changes_nothing),
         cmocka_unit_test(test_prefill_rejects),
+        cmocka_unit_test(test_fork_tails_and_external_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
