@@ -185,7 +185,8 @@ static float logprob_of(const float *logits, int32_t n, int32_t tok)
     double sum = 0;
     for (int32_t i = 0; i < n; i++)
         sum += exp((double)(logits[i] - mx));
-    return (float)((double)(logits[tok] - mx) - log(sum));
+    double lp = (double)(logits[tok] - mx) - log(sum);
+    return lp < 0 ? (float)lp : 0.0f; /* rounding may give +1e-7 at p = 1 */
 }
 
 static bool is_stop(const jq_job *job, int32_t tok)

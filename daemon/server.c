@@ -1449,6 +1449,12 @@ static void maybe_finish_shutdown(jq_daemon *d)
     close_handle((uv_handle_t *)&d->sig_term);
     close_handle((uv_handle_t *)&d->sig_int);
     close_handle((uv_handle_t *)&d->sig_hup);
+    /* closing the last uv_signal_t of a signal restores SIG_DFL; the
+     * daemon is leaving, so a second SIGTERM from an impatient supervisor
+     * must not turn exit 0 into a death by signal */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     jq_log(JQ_LOG_INFO, "drained; exiting");
 }
 
