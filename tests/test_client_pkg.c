@@ -196,12 +196,17 @@ static void test_make_install(void **state)
           "  return sizeof(judgeq_kv_layout_header) != 64;\n}\n",
           f);
     fclose(f);
+    /* a sanitizer build of the library needs its runtime loaded first */
+    const char *san = strstr(getenv("JUDGEQ_BUILD"), "asan")
+                          ? "-fsanitize=address,undefined"
+                          : "";
     cmd = jqt_fmt("export PKG_CONFIG_PATH='%s/usr/lib/pkgconfig' "
                   "PKG_CONFIG_SYSROOT_DIR='%s'; "
-                  "cc -std=c17 -Wall -Wextra -Werror -pedantic -o '%s/use' '%s' "
-                  "$(pkg-config --cflags --libs judgeq) 2>&1 && "
+                  "cc -std=c17 -Wall -Wextra -Werror -pedantic %s -o '%s/use' '%s' "
+                  "$(pkg-config --cflags --libs judgeq) 2>'%s/cc.log' || "
+                  "{ cat '%s/cc.log'; exit 1; }; "
                   "LD_LIBRARY_PATH='%s/usr/lib' '%s/use'",
-                  dest, dest, dest, src, dest, dest);
+                  dest, dest, san, dest, src, dest, dest, dest, dest);
     out = sh(cmd, &rc, NULL);
     if (rc != 0)
         fail_msg("%s: exit %d\n%s", cmd, rc, out);
