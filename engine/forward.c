@@ -175,6 +175,25 @@ uint64_t jq_ctx_kv_bytes(const jq_ctx *c, int32_t n_positions)
                            c->own->type, n_positions);
 }
 
+/* Runs fn on the pool when the step is big enough to pay for waking the
+ * workers, else inline as a single share. Why: a parallel region costs a
+ * few microseconds of hand-off when every thread is on a core, and a whole
+ * scheduler quantum when another process holds one of them; stories260K's
+ * 64 x 64 matrices take well under a microsecond, so parallel decode of
+ * such a model was 3x slower than one thread (8.4k vs 25k tok/s) and
+ * collapsed to ~15 tok/s on a loaded 2-core machine. `work` counts
+ * multiply-adds (or element operations); 2^18 of them take ~20 us on one
+ * core, well above the hand-off cost, while every matrix of a 1B model
+ * (4M+ per token) still runs on all threads. */
+#define PARALLEL_MIN_WORK (1 << 18)
+static void run_step(jq_ctx *c, jq_pool_fn fn, void *arg, double work)
+{
+    if (work < PARALLEL_MIN_WORK)
+        fn(arg, 0, 1);
+    else
+        jq_pool_run(c->pool, fn, arg);
+}
+
 static float *thread_scratch(jq_ctx *c, int ith)
 {
     return c->scratch + (size_t)ith * c->scratch_floats;
@@ -225,7 +244,7 @@ static void linear(jq_ctx *c, const jq_matrix *W, const float *X, int64_t M,
                    float *Y)
 {
     linear_job j = {.c = c, .W = W, .X = X, .M = M, .Y = Y};
-    jq_pool_run(c->pool, linear_task, &j);
+    run_step(c, linear_task, &j, (double)M * (double)W->rows * (double)W->cols);
 }
 
 /* ---- per-token steps: norms, RoPE + cache writes, SwiGLU */
@@ -295,7 +314,12 @@ static void rows_step(jq_ctx *c, int32_t n, int layer, const float *norm_w,
 {
     rows_job j = {.c = c, .n = n, .layer = layer, .norm_w = norm_w,
                   .kind = kind};
-    jq_pool_run(c->pool, rows_task, &j);
+    const jq_hparams *hp = &c->m->hp;
+    double width = kind == STEP_SWIGLU ? hp->n_ff
+                   : kind == STEP_ROPE_STORE
+                       ? (double)(hp->n_head + 2 * hp->n_head_kv) * hp->head_dim
+                       : hp->n_embd;
+    run_step(c, rows_task, &j, (double)n * width * 8);
 }
 
 /* ---- attention: each thread takes whole query heads */
@@ -473,7 +497,10 @@ int jq_ctx_eval_ex(jq_ctx *c, const int32_t *tokens, int32_t n,
         rows_step(c, rows, l, NULL, STEP_ROPE_STORE);
         /* causal attention over the store (and scoring by observers) */
         attn_job aj = {.c = c, .n = rows, .layer = l, .opts = o};
-        jq_pool_run(c->pool, attn_task, &aj);
+        double keys = (double)kv->len[0] + rows +
+                      (kv->prefix ? kv->prefix->len[0] : 0);
+        run_step(c, attn_task, &aj,
+                 2.0 * rows * hp->n_head * hp->head_dim * keys);
         for (int g = 0; g < hp->n_head_kv; g++)
             kv->len[jq_kv_head(kv, l, g)] += rows;
         /* output projection and residual */
