@@ -206,8 +206,9 @@ jq_act_kind jq_act_kind_of(uint32_t type);
 /* Bytes of one quantized activation row of K elements for weights of
  * `type` (0 when K does not suit the type: not a multiple of 32 for Q8). */
 size_t jq_act_row_bytes(uint32_t type, int64_t K);
-/* x (K floats) -> xq (jq_act_row_bytes bytes; any alignment, 64 is best).
- * Both ISA paths produce identical bytes. */
+/* x (K floats) -> xq (jq_act_row_bytes bytes, at least 4-byte aligned;
+ * 64-byte alignment keeps every 64-byte load in one cache line). Both ISA
+ * paths produce identical bytes. */
 void jq_quantize_act(uint32_t type, const float *x, int64_t K, void *xq);
 /* y[r] = dot(W row r, x) for r in [r0, r1), x given as jq_quantize_act
  * made it for this type. For JQ_ACT_Q8 the result is the exact integer dot
