@@ -17,8 +17,8 @@
  * The integer sums are exact, so the result equals the reference's
  * (quant.c) up to float summation order: the same per-block products.
  *
- * The panel (32 K + 8 K + 4 K bytes) stays in L2 while all M rows pass
- * over it; the activation rows (1.375 K bytes each) stream from L2/L3.
+ * The packed panel (32 K + 8 K + 4 K bytes) stays in L2 while all M rows
+ * pass over it; the activation rows (1.375 K bytes each) stream from L2/L3.
  *
  * Why this and not dequantize + sgemm (jq_gemm), measured with
  * bench/kernel_bench.c --gemm, M 512 x N 2048 x K 2048, one thread, on a
@@ -46,7 +46,7 @@ typedef struct {
     uint8_t *q;  /* [K/4][NP][4] unsigned weight quads */
     float *sc;   /* [K/G][NP] weight scale per group and column */
     float *mn;   /* [K/32][NP] Q4_K: dmin * m, else unused */
-    uint8_t *row; /* K bytes: one row unpacked before interleaving */
+    uint8_t *row; /* NP x K bytes: the rows unpacked before interleaving */
 } panel;
 
 static int group_of(uint32_t type)
@@ -54,12 +54,11 @@ static int group_of(uint32_t type)
     return type == JQ_TYPE_Q6_K ? 16 : 32;
 }
 
-/* One weight row -> unsigned bytes in element order (p->row) and its
- * scales into column c of p->sc / p->mn. */
+/* One weight row -> unsigned bytes in element order (u) and its scales
+ * into column c of p->sc / p->mn. */
 static void unpack_row(uint32_t type, const unsigned char *w, int64_t K,
-                       panel *p, int c)
+                       panel *p, int c, uint8_t *u)
 {
-    uint8_t *u = p->row;
     switch (type) {
     case JQ_TYPE_Q8_0:
     case JQ_TYPE_Q4_0: {
@@ -114,26 +113,68 @@ static void unpack_row(uint32_t type, const unsigned char *w, int64_t K,
     }
 }
 
+/* In-register transpose of a 16 x 16 matrix of 32-bit elements: r[m] is
+ * row m on entry, column m on exit. */
+static inline __attribute__((always_inline)) void transpose16(__m512i r[16])
+{
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    /* r[4 i + j], 128-bit lane L: rows 4 i .. 4 i + 3, element 4 L + j */
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        const __m512i a = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88);
+        const __m512i b = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);
+        const __m512i c = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
+        const __m512i d = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
+        t[j] = _mm512_shuffle_i32x4(a, c, 0x88);      /* element j */
+        t[8 + j] = _mm512_shuffle_i32x4(a, c, 0xdd);  /* element 8 + j */
+        t[4 + j] = _mm512_shuffle_i32x4(b, d, 0x88);  /* element 4 + j */
+        t[12 + j] = _mm512_shuffle_i32x4(b, d, 0xdd); /* element 12 + j */
+    }
+    for (int m = 0; m < 16; m++)
+        r[m] = t[m];
+}
+
 /* Packs weight rows [n, n + ncols) (ncols <= NP); the columns past ncols
- * get zero weights and scales. */
+ * get zero weights and scales. The rows are unpacked to bytes one after
+ * another, then interleaved 16 rows x 64 bytes at a time with an
+ * in-register transpose: storing each 4-byte quad on its own (a 128-byte
+ * stride) took 1.1 ms per 1024 x 2048 Q8_0 weights, 20% of a 512-row
+ * GEMM; the transposes take a few percent of that. */
 static void pack_panel(uint32_t type, const unsigned char *w, size_t stride,
                        int64_t K, int ncols, panel *p)
 {
     const int64_t ng = K / group_of(type);
     if (ncols < NP) {
-        memset(p->q, 0, (size_t)K * NP);
+        memset(p->row + (size_t)ncols * K, 0, (size_t)(NP - ncols) * K);
         memset(p->sc, 0, (size_t)ng * NP * sizeof(float));
         if (type == JQ_TYPE_Q4_K)
             memset(p->mn, 0, (size_t)(K / 32) * NP * sizeof(float));
     }
-    for (int c = 0; c < ncols; c++) {
-        unpack_row(type, w + (size_t)c * stride, K, p, c);
-        /* the row's 4-byte quads to column c of every k/4 line */
-        const uint32_t *src = (const uint32_t *)(const void *)p->row;
-        uint32_t *dst = (uint32_t *)(void *)p->q + c;
-        for (int64_t q4 = 0; q4 < K / 4; q4++)
-            dst[q4 * NP] = src[q4];
-    }
+    for (int c = 0; c < ncols; c++)
+        unpack_row(type, w + (size_t)c * stride, K, p, c, p->row + (size_t)c * K);
+    const int64_t nq = K / 4; /* quads per row */
+    int64_t q0 = 0;
+    for (; q0 + 16 <= nq; q0 += 16)
+        for (int c0 = 0; c0 < NP; c0 += 16) {
+            __m512i r[16];
+            for (int m = 0; m < 16; m++)
+                r[m] = _mm512_loadu_si512(p->row + (size_t)(c0 + m) * K + 4 * q0);
+            transpose16(r);
+            for (int k = 0; k < 16; k++)
+                _mm512_store_si512(p->q + ((size_t)(q0 + k) * NP + c0) * 4, r[k]);
+        }
+    for (; q0 < nq; q0++) /* K = 32 mod 64: the last 8 quads */
+        for (int c = 0; c < NP; c++)
+            memcpy(p->q + ((size_t)q0 * NP + c) * 4, p->row + (size_t)c * K + 4 * q0, 4);
 }
 
 /* mr (1..MR, constant at each call) activation rows times the panel. */
@@ -232,6 +273,17 @@ void jq_avx512_gemm_q(uint32_t type, const void *W, int64_t K,
     }
     if (M <= 0 || n1 <= n0)
         return;
+    /* A few rows: packing costs more than it saves (1024 x 2048 weights,
+     * Q8_0: pack + tiles 0.30 ms at M = 1..4, 0.34 at 8; the GEMV per
+     * row 0.07 ms each, 0.28 at M = 4 with the weights in L2 and worse
+     * from memory), so up to 3 rows go through the GEMV. */
+    if (M <= 3) {
+        const size_t rb = jq_actq_bytes(K);
+        for (int64_t i = 0; i < M; i++)
+            jq_avx512_matvec_q(type, W, K, (const unsigned char *)Xq + i * rb,
+                               Y + i * ldy, n0, n1);
+        return;
+    }
     const unsigned char *w = W;
     const size_t stride = jq_row_bytes(type, K), rb = jq_actq_bytes(K);
     /* carve the scratch: every piece 64-byte aligned */

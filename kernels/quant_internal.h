@@ -73,12 +73,12 @@ static inline void jq_q4k_scales(const uint8_t s[12], uint8_t sc[8],
 /* The int8 GEMM's packed weight panel (gemm_q_avx512.c): 32 weight rows
  * (output columns) for all K, as u8 quads interleaved by column plus F32
  * scales per group and column (groups of 16 for Q6_K, of 32 otherwise) and
- * Q4_K's mins, and one unpacked row: 32 K + 8 K + 4 K + K bytes, plus
- * alignment slack. */
+ * Q4_K's mins, and the rows unpacked before interleaving: 32 K + 8 K +
+ * 4 K + 32 K bytes, plus alignment slack. */
 #define JQ_GEMMQ_NP 32
 static inline size_t jq_gemm_q_panel_bytes(int64_t K)
 {
-    return 48 * (size_t)K + 256;
+    return 76 * (size_t)K + 256;
 }
 
 /* Row dequantization of the types quant.c adds (n a multiple of the block
