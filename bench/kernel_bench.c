@@ -28,6 +28,17 @@
  * Compare GEMV GB/s with bench/stream_read.c's read bandwidth at the same
  * thread count. The machine is shared and virtualised: run it twice and
  * look at the best; the numbers are medians over --reps passes.
+ *
+ * One run (2 vCPUs, load average 6 from other jobs; stream_read 6.0-6.5
+ * GB/s in the same minutes, 15.8 / 33.1 GB/s for 1 / 2 threads when the
+ * host was quieter), one thread, GB/s from memory, ref / avx512 / vnni:
+ *   f32 2.1 / 7.7   f16 0.4 / 5.2   bf16 0.3 / 5.0 (bf16dp 5.6)
+ *   q8_0 0.4 / 4.3 / 4.6   q4_0 0.2 / 1.3 / 4.2   q4_K 0.2 / 1.9 / 5.2
+ *   q6_K 0.1 / 2.4 / 5.9
+ * GEMM, one thread, GFLOP/s: f32 sgemm 81; dequantize + sgemm f16 63,
+ * bf16 60, q8_0 62, q4_0 60, q4_K 64, q6_K 49; vnni q8_0 133, q4_0 185,
+ * q4_K 128, q6_K 117. Two threads were slower than one in that run (the
+ * second vCPU was busy with other jobs), so they say nothing there.
  */
 #include <pthread.h>
 #include <sched.h>
