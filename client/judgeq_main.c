@@ -16,6 +16,7 @@ static const struct {
     {"logits", jq_cmd_logits, "print the last prompt position's logits"},
     {"gen-model", jq_cmd_gen_model, "write a random-weight llama GGUF model"},
     {"soft-init", jq_cmd_soft_init, "write initial Judge Q soft tokens for a model"},
+    {"train", jq_cmd_train, "train Judge Q soft tokens for a model"},
 };
 
 static void usage(FILE *f)
