@@ -327,6 +327,280 @@ static void test_matches_prefill_scores(void **state)
     jq_model_free(m);
 }
 
+
+/* ------------------------------------------------------ judgeq train */
+
+static char *judgeq(const char *args, int *rc, char **err)
+{
+    char *cmd = jqt_fmt("'%s' %s", jqt_judgeq_bin(), args);
+    char *out = jqt_run(cmd, rc, err);
+    free(cmd);
+    return out;
+}
+
+/* Runs `judgeq train` with the small stories260K setting plus extra; the
+ * JSON summary, exit status must be 0. */
+static json_t *train_json(const char *out, const char *extra)
+{
+    char *args = jqt_fmt(
+        "train -m '%s' -o '%s' --self-generate 8 --prompt-len 64 "
+        "--response-len 32 --n 16 --batch 7 --eval-frac 0.125 --budget 24 "
+        "--window 8 --eval-every 5 --cache-dir '%s/stories-cache' %s",
+        jqt_model_path("stories260K.gguf"), out, jqt_tmpdir(), extra);
+    int rc;
+    char *err;
+    char *o = judgeq(args, &rc, &err);
+    if (rc != 0)
+        fail_msg("judgeq %s: exit %d: %s", args, rc, err);
+    json_error_t jerr;
+    json_t *j = json_loads(o, 0, &jerr);
+    if (!j)
+        fail_msg("not JSON: %s", o);
+    free(o);
+    free(err);
+    free(args);
+    return j;
+}
+
+static double jnum(json_t *j, const char *a, const char *b)
+{
+    json_t *v = json_object_get(j, a);
+    if (b)
+        v = json_object_get(v, b);
+    if (!json_is_number(v))
+        fail_msg("summary field %s%s%s is not a number", a, b ? "." : "",
+                 b ? b : "");
+    return json_number_value(v);
+}
+
+static bool same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = jqt_read_file(a, &na), *y = jqt_read_file(b, &nb);
+    bool same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+static void test_train_stories(void **state)
+{
+    (void)state;
+    char *full = jqt_fmt("%s/full.soft.gguf", jqt_tmpdir());
+    json_t *j = train_json(full, "--steps 20");
+    double first = jnum(j, "train_loss", "first");
+    double last = jnum(j, "train_loss", "last");
+    printf("train loss %.6g -> %.6g, held-out %.6g -> %.6g, %.1f ex/s\n",
+           first, last, jnum(j, "eval_loss", "start"),
+           jnum(j, "eval_loss", "final"), jnum(j, "examples_per_s", NULL));
+    /* the batch is the whole training set: the same examples each step */
+    assert_true(last < 0.8 * first);
+    assert_true(jnum(j, "eval_loss", "final") < jnum(j, "eval_loss", "start"));
+    assert_int_equal((int)jnum(j, "steps", NULL), 20);
+    json_decref(j);
+
+    /* the file is usable soft tokens for the model */
+    char *args = jqt_fmt("run -m '%s' -p 'Once upon a time, there was a "
+                         "little girl named Lily. She loved to play outside "
+                         "in the park with her friends and her dog.' -n 8 "
+                         "--temp 0 --evict judgeq --soft '%s' --budget 12 "
+                         "--window 4",
+                         jqt_model_path("stories260K.gguf"), full);
+    int rc;
+    char *err;
+    free(judgeq(args, &rc, &err));
+    if (rc != 0)
+        fail_msg("run --soft: exit %d: %s", rc, err);
+    free(err);
+    free(args);
+
+    /* 10 steps, then --resume to 20: the same bytes as 20 at once (the
+     * targets come from the cache now, and the thread count differs) */
+    char *half = jqt_fmt("%s/half.soft.gguf", jqt_tmpdir());
+    j = train_json(half, "--steps 10");
+    assert_int_equal((int)jnum(j, "targets_cached", NULL), 8);
+    json_decref(j);
+    j = train_json(half, "--steps 20 --resume --threads 1");
+    assert_int_equal((int)jnum(j, "start_step", NULL), 10);
+    json_decref(j);
+    assert_true(same_file(full, half));
+    char *fa = jqt_fmt("%s.adam", full), *ha = jqt_fmt("%s.adam", half);
+    assert_true(same_file(fa, ha));
+
+    /* resuming with another learning rate is refused */
+    args = jqt_fmt("train -m '%s' -o '%s' --self-generate 8 --prompt-len 64 "
+                   "--response-len 32 --batch 7 --eval-frac 0.125 --budget 24 "
+                   "--window 8 --cache-dir '%s/stories-cache' --steps 30 "
+                   "--resume --lr 0.01",
+                   jqt_model_path("stories260K.gguf"), half, jqt_tmpdir());
+    free(judgeq(args, &rc, &err));
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "--lr"));
+    free(err);
+    free(args);
+    free(fa);
+    free(ha);
+    free(full);
+    free(half);
+}
+
+/* Ctrl-C: the run saves its step and exits 130; --resume then ends where
+ * an uninterrupted run ends. */
+static void test_train_interrupt(void **state)
+{
+    (void)state;
+    const char *common =
+        "--self-generate 8 --prompt-len 64 --response-len 32 --n 8 "
+        "--batch 2 --eval-frac 0.125 --budget 24 --window 8 --steps 150 "
+        "--eval-every 0 --save-every 0";
+    char *full = jqt_fmt("%s/int-full.gguf", jqt_tmpdir());
+    char *part = jqt_fmt("%s/int-part.gguf", jqt_tmpdir());
+    char *cache = jqt_fmt("%s/int-cache", jqt_tmpdir());
+    const char *model = jqt_model_path("stories260K.gguf");
+    char *cmd = jqt_fmt(
+        "'%s' train -m '%s' -o '%s' %s --cache-dir '%s' >/dev/null 2>&1",
+        jqt_judgeq_bin(), model, full, common, cache);
+    int rc;
+    free(jqt_run(cmd, &rc, NULL));
+    assert_int_equal(rc, 0);
+    free(cmd);
+    /* interrupt once training is under way (its first step printed) */
+    char *log = jqt_fmt("%s/int.log", jqt_tmpdir());
+    cmd = jqt_fmt("'%s' train -m '%s' -o '%s' %s --cache-dir '%s' "
+                  "--log-every 1 >/dev/null 2>'%s' & pid=$!; "
+                  "until grep -q '^step [1-9]' '%s' || ! kill -0 $pid; do "
+                  "sleep 0.02; done; kill -INT $pid; wait $pid",
+                  jqt_judgeq_bin(), model, part, common, cache, log, log);
+    free(log);
+    free(jqt_run(cmd, &rc, NULL));
+    free(cmd);
+    if (rc == 0) {
+        /* finished within the delay: nothing to resume, still equal */
+        assert_true(same_file(full, part));
+    } else {
+        assert_int_equal(rc, 130);
+        char err[512];
+        jq_soft_tokens *s = jq_soft_tokens_load(part, NULL, err, sizeof err);
+        if (!s)
+            fail_msg("checkpoint after Ctrl-C: %s", err);
+        printf("interrupted at step %llu of 150\n",
+               (unsigned long long)s->trained_steps);
+        assert_true(s->trained_steps < 150);
+        jq_soft_tokens_free(s);
+        cmd = jqt_fmt("'%s' train -m '%s' -o '%s' %s --cache-dir '%s' "
+                      "--resume >/dev/null 2>&1",
+                      jqt_judgeq_bin(), model, part, common, cache);
+        free(jqt_run(cmd, &rc, NULL));
+        free(cmd);
+        assert_int_equal(rc, 0);
+        assert_true(same_file(full, part));
+    }
+    free(full);
+    free(part);
+    free(cache);
+}
+
+static void expect_fail(const char *args, int want_rc, const char *needle)
+{
+    int rc;
+    char *err;
+    free(judgeq(args, &rc, &err));
+    if (rc != want_rc || !strstr(err, needle))
+        fail_msg("judgeq %s: exit %d (want %d), stderr: %s (want '%s')",
+                 args, rc, want_rc, err, needle);
+    free(err);
+}
+
+static void test_train_bad_input(void **state)
+{
+    (void)state;
+    const char *model = jqt_model_path("stories260K.gguf");
+    char *out = jqt_fmt("%s/bad.gguf", jqt_tmpdir());
+    char *data = jqt_fmt("%s/bad.jsonl", jqt_tmpdir());
+    FILE *f = fopen(data, "w");
+    assert_non_null(f);
+    fputs("{\"prompt\": \"Once upon a time there was a cat.\"}\n"
+          "\n"
+          "{\"prompt\": \"The dog ran to the park.\", \"response\": \"It "
+          "played.\"}\n"
+          "{\"prompt\": \"broken\n"
+          "{\"text\": \"no prompt here\"}\n"
+          "{\"prompt\": \"Lily had a red ball. She liked to kick it.\"}\n",
+          f);
+    fclose(f);
+    char *a;
+    /* the first bad line stops the run, with its number */
+    a = jqt_fmt("train -m '%s' -o '%s' --data '%s' --steps 1", model, out,
+                data);
+    expect_fail(a, 1, "bad.jsonl:4: not valid JSON");
+    free(a);
+    /* skipped with --skip-bad-lines, each reported */
+    a = jqt_fmt("train -m '%s' -o '%s' --data '%s' --steps 2 --batch 2 "
+                "--response-len 8 --budget 8 --window 2 --n 4 "
+                "--skip-bad-lines --eval-frac 0",
+                model, out, data);
+    int rc;
+    char *err;
+    char *o = judgeq(a, &rc, &err);
+    if (rc != 0)
+        fail_msg("--skip-bad-lines: exit %d: %s", rc, err);
+    assert_non_null(strstr(err, "bad.jsonl:4: skipped"));
+    assert_non_null(strstr(err, "bad.jsonl:5: skipped: no string field "
+                                "\"prompt\""));
+    assert_non_null(strstr(o, "\"lines_skipped\":2"));
+    assert_non_null(strstr(o, "\"examples_train\":3"));
+    free(o);
+    free(err);
+    free(a);
+
+    /* a prompt longer than the context (512) names its line */
+    f = fopen(data, "w");
+    fputs("{\"prompt\": \"A short one.\"}\n{\"prompt\": \"", f);
+    for (int i = 0; i < 200; i++)
+        fputs("The cat sat on the mat and looked at the big tree. ", f);
+    fputs("\"}\n", f);
+    fclose(f);
+    a = jqt_fmt("train -m '%s' -o '%s' --data '%s' --steps 1", model, out,
+                data);
+    expect_fail(a, 1, "bad.jsonl:2: the prompt (");
+    expect_fail(a, 1, "exceed the model context of 512");
+    free(a);
+
+    /* usage errors */
+    a = jqt_fmt("train -m '%s' -o '%s' --steps 1", model, out);
+    expect_fail(a, 2, "exactly one of --data FILE and --self-generate N");
+    free(a);
+    a = jqt_fmt("train -m '%s' -o '%s' --self-generate 4 --data '%s'", model,
+                out, data);
+    expect_fail(a, 2, "exactly one of");
+    free(a);
+    a = jqt_fmt("train -m '%s' --self-generate 4", model);
+    expect_fail(a, 2, "an output file is required");
+    free(a);
+    a = jqt_fmt("train -m '%s' -o '%s' --self-generate 4 --steps 1 "
+                "--epochs 2", model, out);
+    expect_fail(a, 2, "--steps or --epochs");
+    free(a);
+    a = jqt_fmt("train -m '%s' -o '%s' --self-generate 4 --lr x", model, out);
+    expect_fail(a, 2, "--lr");
+    free(a);
+    a = jqt_fmt("train -m '%s' -o '%s' --self-generate 4 --prompt-len 600",
+                model, out);
+    expect_fail(a, 1, "must fit the model context of 512");
+    free(a);
+    a = jqt_fmt("train -m '%s' -o '%s' --data '%s/missing.jsonl'", model, out,
+                jqt_tmpdir());
+    expect_fail(a, 1, "cannot open");
+    free(a);
+    a = jqt_fmt("train -m '%s' -o '%s/never-written.gguf' --self-generate 4 "
+                "--resume",
+                model, jqt_tmpdir());
+    expect_fail(a, 1, "--resume");
+    free(a);
+    free(out);
+    free(data);
+}
+
 int main(void)
 {
     jq_kernels_init();
@@ -334,6 +608,9 @@ int main(void)
         cmocka_unit_test(test_gradient_tiny),
         cmocka_unit_test(test_gradient_stories),
         cmocka_unit_test(test_matches_prefill_scores),
+        cmocka_unit_test(test_train_stories),
+        cmocka_unit_test(test_train_interrupt),
+        cmocka_unit_test(test_train_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
