@@ -39,6 +39,10 @@ struct jq_soft_work {
     float *q;     /* (NL, n, qd) queries after RoPE */
     float *kall;  /* (NL, Hkv, kv_rows, d) prompt keys, then soft keys */
     float *vall;  /* (NL, Hkv, kv_rows, d) prompt values, then soft values */
+    float *vt_all; /* (NL, Hkv, d, L + n) the same values transposed */
+    float *kt_all; /* (NL, Hkv, d, L + n) the keys transposed */
+    float *ds;     /* (n, kv_rows) dloss/dp, then dloss/dscore, of a head */
+    float *oh;     /* (n, d) one head's rows, contiguous */
     float *p;     /* (NL, H, n, kv_rows) probabilities, row stride L + n */
     float *att;   /* (NL, n, qd) attention outputs */
     float *xmid;  /* (NL, n, E) residual after attention */
@@ -117,6 +121,10 @@ jq_soft_work *jq_soft_work_new(const jq_model *m, int32_t n_soft,
     w->q = alloc_floats(w, NL * n * qd);
     w->kall = alloc_floats(w, NL * (size_t)w->Hkv * rows * (size_t)w->d);
     w->vall = alloc_floats(w, NL * (size_t)w->Hkv * rows * (size_t)w->d);
+    w->vt_all = alloc_floats(w, NL * (size_t)w->Hkv * rows * (size_t)w->d);
+    w->kt_all = alloc_floats(w, NL * (size_t)w->Hkv * rows * (size_t)w->d);
+    w->ds = alloc_floats(w, n * rows);
+    w->oh = alloc_floats(w, n * (size_t)w->d);
     w->p = alloc_floats(w, NL * (size_t)w->H * n * rows);
     w->att = alloc_floats(w, NL * n * qd);
     w->xmid = alloc_floats(w, NL * n * E);
@@ -143,7 +151,8 @@ jq_soft_work *jq_soft_work_new(const jq_model *m, int32_t n_soft,
     int64_t widest = max64(max64(w->E, w->ff), max64(w->qd, w->kvd));
     w->scratch = alloc_floats(w, (size_t)max64(JQ_GEMM_PANEL * widest,
                                                w->kv_rows));
-    if (!w->x_in || !w->xb1 || !w->q || !w->kall || !w->vall || !w->p ||
+    if (!w->x_in || !w->xb1 || !w->q || !w->kall || !w->vall || !w->vt_all ||
+        !w->kt_all || !w->ds || !w->oh || !w->p ||
         !w->att || !w->xmid || !w->xb2 || !w->gate || !w->up || !w->sum ||
         !w->dpe || !w->kt || !w->vt || !w->hb || !w->proj || !w->dx ||
         !w->dxmid || !w->dxb || !w->datt || !w->dq || !w->dk || !w->dv ||
@@ -158,7 +167,8 @@ void jq_soft_work_free(jq_soft_work *w)
 {
     if (!w)
         return;
-    float *bufs[] = {w->x_in, w->xb1, w->q, w->kall, w->vall, w->p, w->att,
+    float *bufs[] = {w->x_in, w->xb1, w->q, w->kall, w->vall, w->vt_all, w->kt_all,
+                     w->ds, w->oh, w->p, w->att,
                      w->xmid, w->xb2, w->gate, w->up, w->sum, w->dpe, w->kt,
                      w->vt, w->hb, w->proj, w->dx, w->dxmid, w->dxb, w->datt,
                      w->dq, w->dk, w->dv, w->dh, w->dgate, w->dup,
@@ -234,43 +244,15 @@ static void tmp_matmul_backward_x(uint32_t type, const void *W, int64_t K,
     }
 }
 
-static void tmp_attention_backward(const jq_attn_bwd_args *a)
+/* p = softmax(s): ds = p * (dp - sum_j p_j dp_j) */
+static void tmp_softmax_backward(float *ds, const float *p, const float *dp,
+                                 int64_t n)
 {
-    float *dp = a->scratch;
-    for (int64_t i = 0; i < a->n_q; i++) {
-        int64_t vis = a->causal_base + i + 1;
-        if (vis > a->n_kv)
-            vis = a->n_kv;
-        const float *p = a->p + i * a->ldp;
-        const float *qi = a->q + i * a->ldq;
-        const float *go = a->dout + i * a->lddo;
-        double sum = 0;
-        for (int64_t j = 0; j < vis; j++) {
-            float g = jq_dot_f32(go, a->v + j * a->ldv, a->head_dim);
-            if (a->dp_extra && j < a->n_pe)
-                g += a->dp_extra[i * a->ldpe + j];
-            dp[j] = g;
-            sum += (double)p[j] * g;
-        }
-        float *dq = a->dq + i * a->ldq_out;
-        memset(dq, 0, sizeof(float) * (size_t)a->head_dim);
-        for (int64_t j = 0; j < vis; j++) {
-            float ds = p[j] * (dp[j] - (float)sum) * a->scale;
-            const float *k = a->k + j * a->ldk;
-            for (int c = 0; c < a->head_dim; c++)
-                dq[c] += ds * k[c];
-            if (j >= a->kgrad0 && a->dk) {
-                float *dk = a->dk + (j - a->kgrad0) * a->lddk;
-                for (int c = 0; c < a->head_dim; c++)
-                    dk[c] += ds * qi[c];
-            }
-            if (j >= a->kgrad0 && a->dv) {
-                float *dv = a->dv + (j - a->kgrad0) * a->lddv;
-                for (int c = 0; c < a->head_dim; c++)
-                    dv[c] += p[j] * go[c];
-            }
-        }
-    }
+    double dot = 0;
+    for (int64_t j = 0; j < n; j++)
+        dot += (double)p[j] * dp[j];
+    for (int64_t j = 0; j < n; j++)
+        ds[j] = p[j] * (dp[j] - (float)dot);
 }
 /* ------------------------------------------------ end of TEMPORARY */
 
@@ -305,40 +287,44 @@ static float *p_block(const jq_soft_work *w, int64_t l, int64_t h)
 
 /* The soft rows' attention in layer l for every query head: probabilities
  * into p (row i sees the L prompt keys and soft keys 0..i), outputs into
- * att, and Σ_i p_i(j), j < L, into sum. */
+ * att, and Σ_i p_i(j), j < L, into sum. Scores and outputs are two GEMMs
+ * per head (S = Q K^T over all keys, then O = P V with the masked entries
+ * of P zero): with head_dim 8 (stories260K) one dot-product call per key
+ * cost 3x more than the whole GEMM. */
 static void attention_forward(jq_soft_work *w, int64_t l, int32_t L)
 {
     const int64_t n = w->n, d = w->d, ldp = (int64_t)L + n;
     const int64_t group = w->H / w->Hkv;
     const float scale = 1.0f / sqrtf((float)d);
+    float *qh = w->dq, *oh = w->datt; /* free until the backward */
     for (int64_t h = 0; h < w->H; h++) {
         const float *K = kv_block(w, w->kall, l, h / group);
-        const float *V = kv_block(w, w->vall, l, h / group);
+        const float *Vt = kv_block(w, w->vt_all, l, h / group);
         float *P = p_block(w, l, h);
         float *sum = w->sum + ((size_t)l * w->H + (size_t)h) * (size_t)L;
+        for (int64_t i = 0; i < n; i++)
+            memcpy(qh + i * d, w->q + ((size_t)l * n + (size_t)i) * w->qd +
+                                   (size_t)h * d,
+                   sizeof(float) * (size_t)d);
+        jq_gemm(JQ_TYPE_F32, K, d, qh, n, P, ldp, 0, ldp, w->scratch);
         memset(sum, 0, sizeof(float) * (size_t)L);
         for (int64_t i = 0; i < n; i++) {
-            const float *qi = w->q + ((size_t)l * n + (size_t)i) * w->qd +
-                              (size_t)h * d;
             float *pr = P + i * ldp;
             int64_t vis = (int64_t)L + i + 1;
             for (int64_t j = 0; j < vis; j++)
-                pr[j] = scale * jq_dot_f32(qi, K + j * d, d);
+                pr[j] *= scale;
             jq_softmax(pr, vis);
             memset(pr + vis, 0, sizeof(float) * (size_t)(ldp - vis));
-            float *out = w->att + ((size_t)l * n + (size_t)i) * w->qd +
-                         (size_t)h * d;
-            memset(out, 0, sizeof(float) * (size_t)d);
-            for (int64_t j = 0; j < vis; j++) {
-                const float pj = pr[j], *vj = V + j * d;
-                for (int64_t c = 0; c < d; c++)
-                    out[c] += pj * vj[c];
-            }
             /* rows in ascending order, one float sum: as the engine's
              * scoring adds them, so the ranking matches jq_prefill */
             for (int64_t j = 0; j < L; j++)
                 sum[j] += pr[j];
         }
+        jq_gemm(JQ_TYPE_F32, Vt, ldp, P, n, oh, d, 0, d, w->scratch);
+        for (int64_t i = 0; i < n; i++)
+            memcpy(w->att + ((size_t)l * n + (size_t)i) * w->qd +
+                       (size_t)h * d,
+                   oh + i * d, sizeof(float) * (size_t)d);
     }
 }
 
@@ -407,6 +393,15 @@ static void forward(jq_soft_work *w, const float *Emb, const jq_soft_example *ex
                 memcpy(V + (L + i) * d, w->vt + i * w->kvd + g * d,
                        sizeof(float) * (size_t)d);
             }
+            /* transposed copies: the right operands of P V and dS K */
+            float *Vt = kv_block(w, w->vt_all, l, g);
+            float *Kt = kv_block(w, w->kt_all, l, g);
+            for (int64_t j = 0; j < L + n; j++) {
+                for (int64_t c = 0; c < d; c++) {
+                    Vt[c * (L + n) + j] = V[j * d + c];
+                    Kt[c * (L + n) + j] = K[j * d + c];
+                }
+            }
         }
         /* attention (probabilities kept) */
         attention_forward(w, l, (int32_t)L);
@@ -453,13 +448,64 @@ static double loss_and_dp(jq_soft_work *w, const jq_soft_example *ex)
     return scale * acc / (double)cells;
 }
 
+/* Backward of one head's attention in layer l, as GEMMs over the n soft
+ * rows (the shapes attention_forward uses):
+ *   dP = dO V^T + dpe (the loss's own gradient on the probabilities),
+ *   dS = scale * softmax'(P, dP) over each row's visible keys,
+ *   dq = dS K (written), and for the soft keys and values only (the
+ *   prompt's are constants) dk_j += Σ_i dS_ij q_i, dv_j += Σ_i P_ij dO_i,
+ *   accumulated into the head's KV group. */
+static void attention_backward(jq_soft_work *w, int64_t l, int64_t h,
+                               int64_t L, const float *datt)
+{
+    const int64_t n = w->n, d = w->d, ldp = L + n;
+    const int64_t g = h / (w->H / w->Hkv);
+    const float scale = 1.0f / sqrtf((float)d);
+    const float *P = p_block(w, l, h);
+    const float *dpe = w->dpe + ((size_t)l * w->H + (size_t)h) * (size_t)L;
+    const float *q = w->q + (size_t)l * n * w->qd + h * d;
+    float *dS = w->ds, *oh = w->oh;
+    for (int64_t i = 0; i < n; i++)
+        memcpy(oh + i * d, datt + i * w->qd + h * d, sizeof(float) * (size_t)d);
+    jq_gemm(JQ_TYPE_F32, kv_block(w, w->vall, l, g), d, oh, n, dS, ldp, 0,
+            ldp, w->scratch);
+    float *dpr = w->scratch; /* ldp floats; the GEMM is done with it */
+    for (int64_t i = 0; i < n; i++) {
+        float *row = dS + i * ldp;
+        const float *pr = P + i * ldp;
+        int64_t vis = L + i + 1;
+        for (int64_t j = 0; j < L; j++)
+            row[j] += dpe[j];
+        memcpy(dpr, row, sizeof(float) * (size_t)vis);
+        tmp_softmax_backward(row, pr, dpr, vis);
+        for (int64_t j = 0; j < vis; j++)
+            row[j] *= scale;
+        memset(row + vis, 0, sizeof(float) * (size_t)(ldp - vis));
+    }
+    /* soft keys and values: row i sees soft key s for s <= i */
+    for (int64_t s = 0; s < n; s++) {
+        float *dk = w->dk + s * w->kvd + g * d;
+        float *dv = w->dv + s * w->kvd + g * d;
+        for (int64_t i = s; i < n; i++) {
+            const float ds = dS[i * ldp + L + s], p = P[i * ldp + L + s];
+            const float *qi = q + i * w->qd, *go = oh + i * d;
+            for (int64_t c = 0; c < d; c++) {
+                dk[c] += ds * qi[c];
+                dv[c] += p * go[c];
+            }
+        }
+    }
+    jq_gemm(JQ_TYPE_F32, kv_block(w, w->kt_all, l, g), ldp, dS, n, oh, d, 0,
+            d, w->scratch);
+    for (int64_t i = 0; i < n; i++)
+        memcpy(w->dq + i * w->qd + h * d, oh + i * d, sizeof(float) * (size_t)d);
+}
+
 static void backward(jq_soft_work *w, const jq_soft_example *ex, float *dEmb)
 {
     const jq_model *m = w->m;
     const jq_hparams *hp = &m->hp;
     const int64_t n = w->n, E = w->E, d = w->d, L = ex->L;
-    const int64_t ldp = L + n, group = w->H / w->Hkv;
-    const float scale = 1.0f / sqrtf((float)d);
     memset(w->dx, 0, sizeof(float) * (size_t)(n * E));
     for (int64_t l = w->NL - 1; l >= 0; l--) {
         const jq_layer *ly = &m->layers[l];
@@ -498,28 +544,8 @@ static void backward(jq_soft_work *w, const jq_soft_example *ex, float *dEmb)
          * prompt's are constants */
         memset(w->dk, 0, sizeof(float) * (size_t)(n * w->kvd));
         memset(w->dv, 0, sizeof(float) * (size_t)(n * w->kvd));
-        const float *q = w->q + (size_t)l * n * w->qd;
-        for (int64_t h = 0; h < w->H; h++) {
-            int64_t g = h / group;
-            jq_attn_bwd_args a = {
-                .q = q + h * d, .ldq = w->qd, .n_q = n,
-                .k = kv_block(w, w->kall, l, g),
-                .v = kv_block(w, w->vall, l, g),
-                .ldk = d, .ldv = d, .n_kv = L + n,
-                .head_dim = (int)d, .scale = scale, .causal_base = L,
-                .p = p_block(w, l, h), .ldp = ldp,
-                .dout = datt + h * d, .lddo = w->qd,
-                /* every soft row gets the same direct gradient: a row
-                 * stride of 0 repeats it */
-                .dp_extra = w->dpe + ((size_t)l * w->H + (size_t)h) * (size_t)L,
-                .ldpe = 0, .n_pe = L,
-                .dq = w->dq + h * d, .ldq_out = w->qd,
-                .dk = w->dk + g * d, .dv = w->dv + g * d,
-                .lddk = w->kvd, .lddv = w->kvd, .kgrad0 = L,
-                .scratch = w->scratch,
-            };
-            tmp_attention_backward(&a);
-        }
+        for (int64_t h = 0; h < w->H; h++)
+            attention_backward(w, l, h, L, datt);
         /* RoPE: rotate the gradients back */
         for (int64_t i = 0; i < n; i++) {
             tmp_rope_backward(w->dq + i * w->qd, (int)w->H, (int)d,
