@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kernels.h"
@@ -411,10 +412,19 @@ typedef struct {
     parsed_line *lines;     /* data file, or NULL (self-generated) */
     _Atomic int32_t next;
     _Atomic int32_t cached;
+    _Atomic int32_t done;   /* examples finished (computed or cached) */
+    double last_log;        /* when the calling thread last reported */
     _Atomic bool failed;
     char **errors;          /* per example */
     int32_t ctx_len;        /* positions a worker context needs */
 } prep_job;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static uint64_t mix(uint64_t a, uint64_t b)
 {
@@ -507,15 +517,16 @@ static void prep_task(void *arg, int ith, int nth)
         jq_train_example *ex = &j->set->ex[i];
         if (o->cache_dir && cache_load(o->cache_dir, j->m, ex)) {
             atomic_fetch_add(&j->cached, 1);
+            atomic_fetch_add(&j->done, 1);
             continue;
         }
         if (!ctx && logits)
             ctx = jq_ctx_new(j->m, j->ctx_len, j->ctx_len, NULL, err,
                              sizeof err);
         int rc = -1;
-        if (!ctx || !logits)
-            snprintf(err, sizeof err, "%s", logits ? err : "out of memory");
-        else
+        if (!logits)
+            snprintf(err, sizeof err, "out of memory");
+        else if (ctx)
             rc = prepare_one(j, ctx, logits, ex,
                              j->lines ? &j->lines[i] : NULL, err, sizeof err);
         if (rc != 0) {
@@ -525,6 +536,13 @@ static void prep_task(void *arg, int ith, int nth)
         }
         if (o->cache_dir)
             cache_store(o->cache_dir, j->m, ex, ith);
+        int32_t done = atomic_fetch_add(&j->done, 1) + 1;
+        /* a long preparation says how far it is (share 0 is the caller's
+         * thread, so only it touches last_log) */
+        if (ith == 0 && now_s() - j->last_log >= 10.0) {
+            j->last_log = now_s();
+            logf_(o, "prepared %d of %d examples", done, j->set->n);
+        }
     }
     jq_ctx_free(ctx);
     free(logits);
@@ -638,7 +656,7 @@ int jq_train_data_load(const jq_model *m, jq_pool *pool,
     }
 
     prep_job j = {.m = m, .o = o, .set = set, .lines = lines,
-                  .errors = errors, .ctx_len = ctx_len};
+                  .errors = errors, .ctx_len = ctx_len, .last_log = now_s()};
     jq_pool_run(pool, prep_task, &j);
     set->n_cached = atomic_load(&j.cached);
     for (int32_t i = 0; i < n; i++) {
