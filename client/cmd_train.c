@@ -277,7 +277,7 @@ static void on_progress(void *ud, const jq_train_progress *p)
                         p->eval_hit);
     if (p->examples_per_s > 0)
         snprintf(line + len, sizeof line - (size_t)len,
-                 "  %.1f ex/s  ETA %s", p->examples_per_s, eta);
+                 "  %.3g ex/s  ETA %s", p->examples_per_s, eta);
     if (st->tty) {
         /* one updating line; evaluations stay on screen */
         fprintf(stderr, "\r%s\033[K", line);
