@@ -19,6 +19,7 @@ static const struct {
     {"logits", jq_cmd_logits, "print the last prompt position's logits"},
     {"gen-model", jq_cmd_gen_model, "write a random-weight llama GGUF model"},
     {"soft-init", jq_cmd_soft_init, "write initial Judge Q soft tokens for a model"},
+    {"train", jq_cmd_train, "train Judge Q soft tokens for a model"},
     {"generate", jq_cmd_generate, "generate through a running judgeqd (online run)"},
     {"stats", jq_cmd_stats, "print a running judgeqd's statistics (JSON)"},
     {"ping", jq_cmd_ping, "measure the round trip to a running judgeqd"},
