@@ -56,25 +56,6 @@ typedef struct {
     int n_list;
 } hitrate_opts;
 
-static void parse_policies(const jq_cmd_info *I, hitrate_opts *o)
-{
-    char *copy = strdup(o->policies), *save = NULL;
-    if (!copy)
-        jq_cli_fail(I, "out of memory");
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        int p = jq_evict_policy_from_name(t);
-        if (p < 0)
-            jq_cli_usage_error(I, "unknown policy '%s' in --policies", t);
-        for (int i = 0; i < o->n_list; i++)
-            if (o->list[i] == (jq_evict_policy)p)
-                jq_cli_usage_error(I, "policy '%s' is listed twice", t);
-        o->list[o->n_list++] = (jq_evict_policy)p;
-    }
-    free(copy);
-    if (o->n_list == 0)
-        jq_cli_usage_error(I, "--policies is empty");
-}
-
 static void parse(int argc, char **argv, hitrate_opts *o)
 {
     const jq_cmd_info *I = &hitrate_info;
@@ -129,7 +110,7 @@ static void parse(int argc, char **argv, hitrate_opts *o)
         jq_cli_usage_error(I, "--budget B is required");
     if (!o->policies)
         jq_cli_usage_error(I, "--policies LIST is required");
-    parse_policies(I, o);
+    o->n_list = jq_cli_parse_policies(I, o->policies, o->list);
     bool judgeq = false;
     for (int i = 0; i < o->n_list; i++) {
         judgeq |= o->list[i] == JQ_EVICT_JUDGEQ;
