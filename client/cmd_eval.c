@@ -821,16 +821,17 @@ static void write_plot_script(const jq_cmd_info *I, const eval_opts *o,
         int col, ci;
         const char *yrange; /* the metric's range: intervals are clipped */
         bool log;
+        const char *key;    /* where the lines usually are not */
     } panels[] = {
-        {"accuracy (string match x 100)", 4, 5, "[0:105]", false},
-        {"critical-KV hit rate", 4 + sh, 5 + sh, "[0:1.05]", false},
-        {"attention-mass recall", 6 + sh, 7 + sh, "[0:1.05]", false},
-        {"greedy agreement", 8 + sh, 9 + sh, "[0:1.05]", false},
+        {"accuracy (string match x 100)", 4, 5, "[0:105]", false, "bottom right"},
+        {"critical-KV hit rate", 4 + sh, 5 + sh, "[0:1.05]", false, "bottom right"},
+        {"attention-mass recall", 6 + sh, 7 + sh, "[0:1.05]", false, "bottom right"},
+        {"greedy agreement", 8 + sh, 9 + sh, "[0:1.05]", false, "bottom right"},
         /* log: KL spans decades across budgets (0, the full cache, is not
          * drawn) */
-        {"KL(full || evicted), nats", 11 + sh, 12 + sh, "[*:*]", true},
-        {"resident prompt KV bytes", 13 + sh, 0, "[0:*]", false},
-        {"prefill + eviction ms", 14 + sh, 0, "[0:*]", false},
+        {"KL(full || evicted), nats", 11 + sh, 12 + sh, "[*:*]", true, "bottom left"},
+        {"resident prompt KV bytes", 13 + sh, 0, "[0:*]", false, "center right"},
+        {"prefill + eviction ms", 14 + sh, 0, "[0:*]", false, "bottom right"},
     };
     int first = task ? 0 : 1, n_panels = (int)(sizeof panels / sizeof panels[0]);
     int shown = n_panels - first, cols = 3, rows = (shown + cols - 1) / cols;
@@ -841,7 +842,8 @@ static void write_plot_script(const jq_cmd_info *I, const eval_opts *o,
             "set output 'results.png'\n"
             "set datafile separator ','\n"
             "set datafile missing 'nan'\n"
-            "set key top left box opaque font ',8'\n"
+            "set key box opaque font ',8'\n"
+            "set format y '%%g'\n"
             "set logscale x 2\n"
             "set xlabel 'budget (prompt KV entries per layer and KV head)'\n"
             "set grid\n"
@@ -854,8 +856,10 @@ static void write_plot_script(const jq_cmd_info *I, const eval_opts *o,
     fprintf(f, ", %d policies x %d budgets (means, 95%% CI)'\n",
             o->n_policies, o->n_budgets);
     for (int k = first; k < n_panels; k++) {
-        fprintf(f, "set title '%s'\n%sset logscale y\nset yrange %s\n",
-                panels[k].title, panels[k].log ? "" : "un", panels[k].yrange);
+        fprintf(f, "set title '%s'\n%sset logscale y\nset yrange %s\n"
+                   "set key %s\n",
+                panels[k].title, panels[k].log ? "" : "un", panels[k].yrange,
+                panels[k].key);
         fputs("plot ", f);
         for (int p = 0; p < o->n_policies; p++) {
             const char *name = jq_evict_policy_name(o->policies[p]);
