@@ -648,21 +648,37 @@ static void test_eval_run(void **state)
     free(dir);
 }
 
+static char *run_json_path(const char *dir)
+{
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    return path;
+}
+
 static void test_eval_task(void **state)
 {
     (void)state;
     char *dir = jqt_fmt("%s/eval_task", jqt_tmpdir());
+    /* PATH without gnuplot (the binary is named by its path) */
     char *args = jqt_fmt("eval -m '%s' --policies full,snapkv --budgets 32 "
                          "--task niah --length 300 --samples 2 -n 4 "
                          "--threads 1 --out '%s'",
                          jqt_model_path("stories260K.gguf"), dir);
+    char *cmd = jqt_fmt("PATH=/nonexistent '%s' %s", jqt_judgeq_bin(), args);
     int rc;
     char *err;
-    free(judgeq(args, &rc, &err));
+    free(jqt_run(cmd, &rc, &err));
+    free(cmd);
     if (rc != 0)
         fail_msg("%s: %s", args, err);
     char *path = jqt_fmt("%s/results.csv", dir);
     csv_t c = read_csv(path);
+    /* no gnuplot on PATH: a warning, no PNG, everything else written */
+    char *png = jqt_fmt("%s/results.png", dir);
+    assert_int_not_equal(access(png, F_OK), 0);
+    assert_non_null(strstr(err, "gnuplot not found"));
+    assert_int_equal(access(run_json_path(dir), F_OK), 0);
+    free(png);
     assert_int_equal(c.n_cols, 16);
     assert_string_equal(c.f[0][3], "accuracy");
     assert_string_equal(c.f[0][4], "accuracy_ci");
