@@ -86,7 +86,7 @@ build-all: $(JUDGEQ) $(JUDGEQD) $(CLIENT_SO) $(TEST_BIN)
 # as root directly, otherwise through sudo.
 DEB_PACKAGES := gcc make pkg-config libopenblas-pthread-dev libjansson-dev \
                 libcmocka-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler \
-                libhwloc-dev libsystemd-dev valgrind
+                libhwloc-dev libsystemd-dev valgrind gnuplot-nox
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \

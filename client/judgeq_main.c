@@ -14,6 +14,8 @@ static const struct {
     {"run", jq_cmd_run, "generate a continuation of a prompt (offline)"},
     {"hitrate", jq_cmd_hitrate,
      "critical-KV hit rate of eviction policies vs the oracle"},
+    {"eval", jq_cmd_eval,
+     "every policy x budget vs the full cache: CSV, JSON and a plot"},
     {"bench", jq_cmd_bench, "prefill/decode speed of a model, as JSON"},
     {"tokenize", jq_cmd_tokenize, "print the token ids of a text"},
     {"logits", jq_cmd_logits, "print the last prompt position's logits"},
