@@ -25,6 +25,9 @@ static const jq_cmd_info gen_info = {
     "      --ctx N         context length (default 512)\n"
     "      --type T        weight type: f32, f16, bf16, q8_0 (default f32)\n"
     "      --rope-base F   RoPE frequency base (default 10000)\n"
+    "      --arch A        llama (default) or qwen2 (q/k/v biases, NEOX RoPE)\n"
+    "      --rope-freqs    add Llama 3.1-style rope_freqs.weight (RoPE scaling)\n"
+    "      --rope-linear F linear RoPE scaling by F (rope.scaling.type linear)\n"
     "      --seed S        random seed (default 1)\n"
     "  -h, --help          this help\n"
     "\n"
@@ -34,7 +37,8 @@ static const jq_cmd_info gen_info = {
 
 enum {
     OPT_EMBD = 256, OPT_LAYER, OPT_HEAD, OPT_HEAD_KV, OPT_FF, OPT_VOCAB,
-    OPT_CTX, OPT_TYPE, OPT_SEED, OPT_ROPE_BASE
+    OPT_CTX, OPT_TYPE, OPT_SEED, OPT_ROPE_BASE, OPT_ARCH, OPT_ROPE_FREQS,
+    OPT_ROPE_LINEAR
 };
 
 int jq_cmd_gen_model(int argc, char **argv)
@@ -52,6 +56,9 @@ int jq_cmd_gen_model(int argc, char **argv)
         {"type", required_argument, 0, OPT_TYPE},
         {"seed", required_argument, 0, OPT_SEED},
         {"rope-base", required_argument, 0, OPT_ROPE_BASE},
+        {"arch", required_argument, 0, OPT_ARCH},
+        {"rope-freqs", no_argument, 0, OPT_ROPE_FREQS},
+        {"rope-linear", required_argument, 0, OPT_ROPE_LINEAR},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -88,6 +95,16 @@ int jq_cmd_gen_model(int argc, char **argv)
         case OPT_SEED: p.seed = jq_cli_u64(I, "--seed", optarg); break;
         case OPT_ROPE_BASE:
             p.rope_base = (float)jq_cli_float(I, "--rope-base", optarg, 1, 1e12);
+            break;
+        case OPT_ARCH:
+            if (strcmp(optarg, "llama") && strcmp(optarg, "qwen2"))
+                jq_cli_usage_error(I, "--arch must be llama or qwen2, got '%s'",
+                                   optarg);
+            p.arch = optarg;
+            break;
+        case OPT_ROPE_FREQS: p.rope_freqs = true; break;
+        case OPT_ROPE_LINEAR:
+            p.rope_linear = (float)jq_cli_float(I, "--rope-linear", optarg, 1, 1e6);
             break;
         case 'h': jq_cli_help(I);
         case ':':

@@ -12,6 +12,7 @@ static const struct {
     {"run", jq_cmd_run, "generate a continuation of a prompt (offline)"},
     {"hitrate", jq_cmd_hitrate,
      "critical-KV hit rate of eviction policies vs the oracle"},
+    {"bench", jq_cmd_bench, "prefill/decode speed of a model, as JSON"},
     {"tokenize", jq_cmd_tokenize, "print the token ids of a text"},
     {"logits", jq_cmd_logits, "print the last prompt position's logits"},
     {"gen-model", jq_cmd_gen_model, "write a random-weight llama GGUF model"},

@@ -268,14 +268,21 @@ static void rows_task(void *arg, int ith, int nth)
             jq_kv_store *kv = c->kv;
             int32_t pos = kv->next_pos + (int32_t)i;
             float *q = c->q + i * q_dim, *k = c->k + i * kv_dim;
+            const jq_layer *ly = &c->m->layers[j->layer];
+            float *v = c->v + i * kv_dim;
+            if (ly->bq) { /* qwen2's biases, before RoPE */
+                jq_add(q, ly->bq, (int64_t)q_dim);
+                jq_add(k, ly->bk, (int64_t)kv_dim);
+                jq_add(v, ly->bv, (int64_t)kv_dim);
+            }
             jq_rope(q, hp->n_head, hp->head_dim, hp->rope_dim, pos,
-                    hp->rope_base, NULL, hp->rope_neox);
+                    hp->rope_base, c->m->rope_factors, hp->rope_neox);
             jq_rope(k, hp->n_head_kv, hp->head_dim, hp->rope_dim, pos,
-                    hp->rope_base, NULL, hp->rope_neox);
+                    hp->rope_base, c->m->rope_factors, hp->rope_neox);
             for (int g = 0; g < hp->n_head_kv; g++) {
                 int32_t at = kv->len[jq_kv_head(kv, j->layer, g)] + (int32_t)i;
                 jq_kv_put(kv, j->layer, g, at, k + (size_t)g * hp->head_dim,
-                          c->v + i * kv_dim + (size_t)g * hp->head_dim, pos);
+                          v + (size_t)g * hp->head_dim, pos);
             }
             break;
         }

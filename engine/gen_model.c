@@ -23,6 +23,7 @@ jq_gen_model_params jq_gen_model_defaults(void)
         .n_embd = 64, .n_layer = 2, .n_head = 4, .n_head_kv = 2,
         .n_ff = 128, .n_vocab = 512, .n_ctx = 512, .type = JQ_TYPE_F32,
         .seed = 1, .rope_base = 10000.0f, .rms_eps = 1e-5f,
+        .arch = "llama", .rope_linear = 1.0f,
     };
 }
 
@@ -63,6 +64,10 @@ int jq_gen_model_check(const jq_gen_model_params *p, char *err, size_t errlen)
                 p->n_head_kv);
         return -1;
     }
+    if (!p->arch || (strcmp(p->arch, "llama") && strcmp(p->arch, "qwen2")))
+        return jq_fail(err, errlen, "--arch must be llama or qwen2");
+    if (!(p->rope_linear >= 1.0f && p->rope_linear <= 1e6f))
+        return jq_fail(err, errlen, "--rope-linear must be in [1, 1e6]");
     const jq_type_traits *tt = jq_type_traits_get(p->type);
     if (!tt || !(p->type == JQ_TYPE_F32 || p->type == JQ_TYPE_F16 ||
                  p->type == JQ_TYPE_BF16 || p->type == JQ_TYPE_Q8_0)) {
@@ -170,15 +175,36 @@ static float rng_uniform(rng64 *r)
     return (float)((double)(x >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
 }
 
+/* Llama 3.1's frequency factors (factor 8, low 1, high 4, original
+ * context 8192): long wavelengths are divided by 8, short ones kept, the
+ * band between interpolated, as Meta's reference code defines them. */
+static void llama3_rope_factors(float *f, int half, float base)
+{
+    const double factor = 8, low = 1, high = 4, old_ctx = 8192;
+    const double low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
+    for (int i = 0; i < half; i++) {
+        double freq = pow(base, -2.0 * i / (2.0 * half));
+        double wavelen = 2 * M_PI / freq;
+        if (wavelen < high_wavelen) {
+            f[i] = 1.0f;
+        } else if (wavelen > low_wavelen) {
+            f[i] = (float)factor;
+        } else {
+            double smooth = (old_ctx / wavelen - low) / (high - low);
+            f[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
+        }
+    }
+}
+
 typedef struct {
     char name[64];
     int64_t cols, rows; /* rows == 0: 1-D of cols */
-    float amplitude;    /* 0: all ones (norms) */
+    float amplitude;    /* 0: all ones (norms); < 0: Llama 3 RoPE factors */
     uint32_t type;
 } tensor_plan;
 
 static int write_tensor(jq_gguf_writer *w, int idx, const tensor_plan *t,
-                        rng64 *rng, char *err, size_t errlen)
+                        rng64 *rng, float rope_base, char *err, size_t errlen)
 {
     int64_t rows = t->rows ? t->rows : 1;
     size_t n = (size_t)(rows * t->cols);
@@ -190,8 +216,11 @@ static int write_tensor(jq_gguf_writer *w, int idx, const tensor_plan *t,
         jq_set_err(err, errlen, "out of memory generating %s", t->name);
         return -1;
     }
-    for (size_t i = 0; i < n; i++)
-        f[i] = t->amplitude > 0 ? t->amplitude * rng_uniform(rng) : 1.0f;
+    if (t->amplitude < 0)
+        llama3_rope_factors(f, (int)n, rope_base);
+    else
+        for (size_t i = 0; i < n; i++)
+            f[i] = t->amplitude > 0 ? t->amplitude * rng_uniform(rng) : 1.0f;
     if (t->type != JQ_TYPE_F32) {
         size_t row_bytes = jq_row_bytes(t->type, t->cols);
         for (int64_t r = 0; r < rows; r++)
@@ -217,7 +246,8 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
     float *scores = NULL;
     char **tok = make_tokens(p->n_vocab, &types, &scores);
     jq_gguf_writer *w = jq_gguf_writer_new();
-    int n_tensors = 3 + 9 * p->n_layer;
+    bool qwen2 = p->arch && !strcmp(p->arch, "qwen2");
+    int n_tensors = 3 + (qwen2 ? 12 : 9) * p->n_layer + (p->rope_freqs ? 1 : 0);
     tensor_plan *plan = calloc((size_t)n_tensors, sizeof *plan);
     if (!tok || !w || !plan) {
         jq_set_err(err, errlen, "out of memory");
@@ -231,19 +261,26 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
                      : p->type == JQ_TYPE_Q8_0 ? 7
                                                : 32;
     int bad = 0;
-    bad |= jq_gguf_writer_set_str(w, "general.architecture", "llama");
+    char key[96];
+#define AK(suffix) (snprintf(key, sizeof key, "%s." suffix, p->arch), key)
+    bad |= jq_gguf_writer_set_str(w, "general.architecture", p->arch);
     bad |= jq_gguf_writer_set_str(w, "general.name", "judgeq-random");
     bad |= jq_gguf_writer_set_u32(w, "general.file_type", ftype);
-    bad |= jq_gguf_writer_set_u32(w, "llama.context_length", (uint32_t)p->n_ctx);
-    bad |= jq_gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)p->n_embd);
-    bad |= jq_gguf_writer_set_u32(w, "llama.block_count", (uint32_t)p->n_layer);
-    bad |= jq_gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)p->n_ff);
-    bad |= jq_gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)p->n_head);
-    bad |= jq_gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)p->n_head_kv);
-    bad |= jq_gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)head_dim);
-    bad |= jq_gguf_writer_set_f32(w, "llama.rope.freq_base", p->rope_base);
-    bad |= jq_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", p->rms_eps);
-    bad |= jq_gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)p->n_vocab);
+    bad |= jq_gguf_writer_set_u32(w, AK("context_length"), (uint32_t)p->n_ctx);
+    bad |= jq_gguf_writer_set_u32(w, AK("embedding_length"), (uint32_t)p->n_embd);
+    bad |= jq_gguf_writer_set_u32(w, AK("block_count"), (uint32_t)p->n_layer);
+    bad |= jq_gguf_writer_set_u32(w, AK("feed_forward_length"), (uint32_t)p->n_ff);
+    bad |= jq_gguf_writer_set_u32(w, AK("attention.head_count"), (uint32_t)p->n_head);
+    bad |= jq_gguf_writer_set_u32(w, AK("attention.head_count_kv"), (uint32_t)p->n_head_kv);
+    bad |= jq_gguf_writer_set_u32(w, AK("rope.dimension_count"), (uint32_t)head_dim);
+    bad |= jq_gguf_writer_set_f32(w, AK("rope.freq_base"), p->rope_base);
+    bad |= jq_gguf_writer_set_f32(w, AK("attention.layer_norm_rms_epsilon"), p->rms_eps);
+    bad |= jq_gguf_writer_set_u32(w, AK("vocab_size"), (uint32_t)p->n_vocab);
+    if (p->rope_linear > 1.0f) {
+        bad |= jq_gguf_writer_set_str(w, AK("rope.scaling.type"), "linear");
+        bad |= jq_gguf_writer_set_f32(w, AK("rope.scaling.factor"), p->rope_linear);
+    }
+#undef AK
     bad |= jq_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
     bad |= jq_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens",
                                       (const char *const *)tok, (uint64_t)p->n_vocab);
@@ -280,6 +317,11 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
         PLAN(BLK("attn_q.weight"), p->n_embd, p->n_embd, a_embd, p->type);
         PLAN(BLK("attn_k.weight"), p->n_embd, kv_dim, a_embd, p->type);
         PLAN(BLK("attn_v.weight"), p->n_embd, kv_dim, a_embd, p->type);
+        if (qwen2) {
+            PLAN(BLK("attn_q.bias"), p->n_embd, 0, 0.5f, JQ_TYPE_F32);
+            PLAN(BLK("attn_k.bias"), kv_dim, 0, 0.5f, JQ_TYPE_F32);
+            PLAN(BLK("attn_v.bias"), kv_dim, 0, 0.5f, JQ_TYPE_F32);
+        }
         PLAN(BLK("attn_output.weight"), p->n_embd, p->n_embd, a_embd, p->type);
         PLAN(BLK("ffn_norm.weight"), p->n_embd, 0, 0, JQ_TYPE_F32);
         PLAN(BLK("ffn_gate.weight"), p->n_embd, p->n_ff, a_embd, p->type);
@@ -289,6 +331,8 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
     }
     PLAN("output_norm.weight", p->n_embd, 0, 0, JQ_TYPE_F32);
     PLAN("output.weight", p->n_embd, p->n_vocab, a_embd, p->type);
+    if (p->rope_freqs)
+        PLAN("rope_freqs.weight", head_dim / 2, 0, -1.0f, JQ_TYPE_F32);
 #undef PLAN
 
     for (int i = 0; i < n_tensors; i++) {
@@ -307,7 +351,7 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
     if (!rng.s)
         rng.s = 1;
     for (int i = 0; i < n_tensors; i++)
-        if (write_tensor(w, i, &plan[i], &rng, err, errlen) != 0)
+        if (write_tensor(w, i, &plan[i], &rng, p->rope_base, err, errlen) != 0)
             goto done;
     if (jq_gguf_writer_finish(w) != 0) {
         jq_set_err(err, errlen, "%s", jq_gguf_writer_error(w));

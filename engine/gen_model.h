@@ -5,6 +5,7 @@
 #ifndef JQ_GEN_MODEL_H
 #define JQ_GEN_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,6 +15,10 @@ typedef struct {
     uint64_t seed;
     float rope_base;
     float rms_eps;
+    const char *arch;    /* "llama" (default) or "qwen2" (q/k/v biases,
+                          * NEOX RoPE) */
+    bool rope_freqs;     /* write Llama 3.1-style rope_freqs.weight */
+    float rope_linear;   /* > 1: rope.scaling.type linear with this factor */
 } jq_gen_model_params;
 
 /* Small defaults (a model that loads and runs in milliseconds). */

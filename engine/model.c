@@ -93,15 +93,22 @@ static bool load_hparams(loader *L)
                 "model: general.architecture is missing or not a string");
         return false;
     }
-    if (!jq_str_eq(arch, "llama")) {
+    /* Mistral and TinyLlama files say "llama"; qwen2 differs by q/k/v
+     * biases and the NEOX RoPE pair layout (llama.cpp's rope type for it) */
+    if (jq_str_eq(arch, "llama")) {
+        snprintf(hp->arch, sizeof hp->arch, "llama");
+        hp->rope_neox = false;
+    } else if (jq_str_eq(arch, "qwen2")) {
+        snprintf(hp->arch, sizeof hp->arch, "qwen2");
+        hp->rope_neox = true;
+    } else {
         jq_set_err(L->err, L->errlen,
                 "model: architecture '%.*s' is not supported (judgeq runs "
-                "'llama')",
+                "'llama' and 'qwen2')",
                 (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
         return false;
     }
-    snprintf(hp->arch, sizeof hp->arch, "llama");
-    hp->rope_neox = false;
+    hp->rope_linear = 1.0f;
 
     if (!get_dim(L, "embedding_length", true, 0, 1, MAX_DIM, &hp->n_embd) ||
         !get_dim(L, "block_count", true, 0, 1, MAX_LAYERS, &hp->n_layer) ||
@@ -153,23 +160,23 @@ static bool load_hparams(loader *L)
         !get_float(L, "attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f,
                    &hp->rms_eps))
         return false;
-    /* Scaled RoPE changes positions' angles; computing without it would
-     * give silently wrong logits, so refuse until it is implemented. */
+    /* RoPE scaling: "linear" divides positions by the factor; Llama 3's
+     * per-frequency factors come as the rope_freqs.weight tensor. Other
+     * kinds (yarn, longrope) would give silently wrong logits: refuse. */
     char key[128];
     jq_str scaling;
     arch_key(m, "rope.scaling.type", key, sizeof key);
-    if (jq_gguf_get_str(m->gguf, key, &scaling) &&
-        !jq_str_eq(scaling, "none")) {
-        jq_set_err(L->err, L->errlen,
-                "model: RoPE scaling '%.*s' is not supported yet",
-                (int)(scaling.len > 32 ? 32 : scaling.len), scaling.ptr);
-        return false;
-    }
-    if (jq_gguf_find_tensor(m->gguf, "rope_freqs.weight")) {
-        jq_set_err(L->err, L->errlen,
-                "model: rope_freqs.weight (Llama 3 RoPE scaling) is not "
-                "supported yet");
-        return false;
+    if (jq_gguf_get_str(m->gguf, key, &scaling) && !jq_str_eq(scaling, "none")) {
+        if (!jq_str_eq(scaling, "linear")) {
+            jq_set_err(L->err, L->errlen,
+                    "model: RoPE scaling '%.*s' is not supported (none, "
+                    "linear, and Llama 3's rope_freqs are)",
+                    (int)(scaling.len > 32 ? 32 : scaling.len), scaling.ptr);
+            return false;
+        }
+        if (!get_float(L, "rope.scaling.factor", 1.0f, 1e-3f, 1e6f,
+                       &hp->rope_linear))
+            return false;
     }
     return true;
 }
@@ -237,6 +244,52 @@ static const float *load_norm(loader *L, const char *name, int64_t n)
     return dst;
 }
 
+/* An optional 1-D F32-convertible vector of n (a bias), or NULL. */
+static bool load_optional_vec(loader *L, const char *name, int64_t n,
+                              const float **out)
+{
+    *out = NULL;
+    if (!jq_gguf_find_tensor(L->m->gguf, name))
+        return true;
+    return (*out = load_norm(L, name, n)) != NULL;
+}
+
+static bool load_rope_factors(loader *L)
+{
+    jq_model *m = L->m;
+    const jq_hparams *hp = &m->hp;
+    int32_t half = hp->rope_dim / 2;
+    bool has_freqs = jq_gguf_find_tensor(m->gguf, "rope_freqs.weight") != NULL;
+    if (!has_freqs && hp->rope_linear == 1.0f)
+        return true;
+    m->rope_factors = malloc(sizeof(float) * (size_t)half);
+    if (!m->rope_factors) {
+        jq_set_err(L->err, L->errlen, "model: out of memory");
+        return false;
+    }
+    for (int32_t i = 0; i < half; i++)
+        m->rope_factors[i] = 1.0f;
+    if (has_freqs) {
+        const jq_gguf_tensor *t = find_shaped(L, "rope_freqs.weight", half, 0);
+        if (!t)
+            return false;
+        jq_dequantize_row(t->type, t->data, m->rope_factors, half);
+        for (int32_t i = 0; i < half; i++) {
+            if (!(m->rope_factors[i] > 0.0f) || !(m->rope_factors[i] < 1e30f)) {
+                jq_set_err(L->err, L->errlen,
+                        "model: rope_freqs.weight[%d] = %g is not a positive "
+                        "finite factor",
+                        i, (double)m->rope_factors[i]);
+                return false;
+            }
+        }
+    }
+    /* dividing every angle by the linear factor = dividing positions */
+    for (int32_t i = 0; i < half; i++)
+        m->rope_factors[i] *= hp->rope_linear;
+    return true;
+}
+
 static bool load_tensors(loader *L)
 {
     jq_model *m = L->m;
@@ -259,7 +312,11 @@ static bool load_tensors(loader *L)
                      &m->tok_embd))
         return false;
 
-    size_t n_norms = (size_t)hp->n_embd * (2 * (size_t)hp->n_layer + 1);
+    /* norms, plus room for q/k/v biases of every layer */
+    size_t n_norms = (size_t)hp->n_embd * (2 * (size_t)hp->n_layer + 1) +
+                     (size_t)hp->n_layer *
+                         ((size_t)hp->n_head + 2 * (size_t)hp->n_head_kv) *
+                         (size_t)hp->head_dim;
     m->norms = malloc(n_norms * sizeof(float));
     m->layers = calloc((size_t)hp->n_layer, sizeof(jq_layer));
     if (!m->norms || !m->layers) {
@@ -293,18 +350,26 @@ static bool load_tensors(loader *L)
             !load_matrix(L, BLK("ffn_up.weight"), hp->n_embd, hp->n_ff, &ly->w_up) ||
             !load_matrix(L, BLK("ffn_down.weight"), hp->n_ff, hp->n_embd, &ly->w_down))
             return false;
-        /* Biases would be silently ignored: refuse them (qwen2 has them;
-         * it is a later architecture). */
-        if (jq_gguf_find_tensor(m->gguf, BLK("attn_q.bias"))) {
+        if (!load_optional_vec(L, BLK("attn_q.bias"), q_dim, &ly->bq) ||
+            !load_optional_vec(L, BLK("attn_k.bias"), kv_dim, &ly->bk) ||
+            !load_optional_vec(L, BLK("attn_v.bias"), kv_dim, &ly->bv))
+            return false;
+        if (!ly->bq != !ly->bk || !ly->bq != !ly->bv) {
             jq_set_err(L->err, L->errlen,
-                    "model: %s: attention biases are not supported for "
-                    "'llama'",
-                    name);
+                    "model: block %d has some but not all of the q/k/v "
+                    "biases",
+                    l);
+            return false;
+        }
+        /* an output-projection bias would be silently ignored: refuse */
+        if (jq_gguf_find_tensor(m->gguf, BLK("attn_output.bias"))) {
+            jq_set_err(L->err, L->errlen,
+                    "model: %s is not supported", name);
             return false;
         }
     }
 #undef BLK
-    return true;
+    return load_rope_factors(L);
 }
 
 jq_model *jq_model_load(const char *path, char *err, size_t errlen)
@@ -358,6 +423,7 @@ void jq_model_free(jq_model *m)
     jq_gguf_close(m->gguf);
     free(m->layers);
     free(m->norms);
+    free(m->rope_factors);
     free(m->path);
     free(m);
 }

@@ -18,7 +18,7 @@
 #include "tokenizer.h"
 
 typedef struct {
-    char arch[32];       /* general.architecture ("llama") */
+    char arch[32];       /* general.architecture ("llama" or "qwen2") */
     int32_t n_vocab;     /* rows of token_embd */
     int32_t n_ctx_train; /* {arch}.context_length */
     int32_t n_embd;      /* {arch}.embedding_length */
@@ -30,7 +30,10 @@ typedef struct {
     int32_t rope_dim;    /* {arch}.rope.dimension_count (default head_dim) */
     float rope_base;     /* {arch}.rope.freq_base (default 10000) */
     float rms_eps;       /* {arch}.attention.layer_norm_rms_epsilon */
-    bool rope_neox;      /* pair layout: false = adjacent pairs (llama) */
+    bool rope_neox;      /* pair layout: false = adjacent pairs (llama),
+                          * true = halves (qwen2, llama.cpp's NEOX) */
+    float rope_linear;   /* {arch}.rope.scaling.factor with type linear
+                          * (positions divided by it), else 1 */
 } jq_hparams;
 
 /* A weight matrix: `rows` rows of `cols` elements of `type`, row major
@@ -44,6 +47,7 @@ typedef struct {
 
 typedef struct {
     const float *attn_norm; /* (n_embd) */
+    const float *bq, *bk, *bv; /* q/k/v biases (qwen2), or NULL */
     jq_matrix wq;           /* (n_head * head_dim, n_embd) */
     jq_matrix wk;           /* (n_head_kv * head_dim, n_embd) */
     jq_matrix wv;           /* (n_head_kv * head_dim, n_embd) */
@@ -63,7 +67,10 @@ typedef struct jq_model {
     jq_matrix output;     /* (n_vocab, n_embd); tok_embd when tied */
     bool output_tied;
     jq_layer *layers;     /* (n_layer) */
-    float *norms;         /* owned F32 copies of every norm vector */
+    float *norms;         /* owned F32 copies of norms and biases */
+    /* RoPE frequency divisors (rope_dim / 2): rope_freqs.weight (Llama 3
+     * scaling) times the linear factor; NULL when neither applies */
+    float *rope_factors;
     char *path;
 } jq_model;
 

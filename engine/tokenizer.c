@@ -247,6 +247,57 @@ static bool is_split_token(const jq_vocab *v, int32_t i)
            !(v->attr[i] & (JQ_ATTR_CONTROL | JQ_ATTR_UNKNOWN)) && v->len[i];
 }
 
+/* FNV-1a, one byte at a time, never 0 (0 marks an empty slot). */
+static uint64_t prefix_step(uint64_t h, unsigned char c)
+{
+    return (h ^ c) * 0x100000001b3ull;
+}
+static uint64_t prefix_key(uint64_t h) { return h ? h : 1; }
+
+static bool prefix_has(const jq_vocab *v, uint64_t h)
+{
+    uint64_t k = prefix_key(h);
+    for (size_t i = (size_t)(k ^ (k >> 31)) & v->split_prefix_mask;;
+         i = (i + 1) & v->split_prefix_mask) {
+        if (v->split_prefix[i] == k)
+            return true;
+        if (v->split_prefix[i] == 0)
+            return false;
+    }
+}
+
+static int build_split_prefixes(jq_vocab *v)
+{
+    size_t total = 0;
+    for (size_t k = 0; k < v->n_split; k++) {
+        uint32_t l = v->len[v->split_ids[k]];
+        total += l;
+        if (l > v->split_max_len)
+            v->split_max_len = l;
+    }
+    size_t size = 16;
+    while (size < 2 * total)
+        size *= 2;
+    v->split_prefix = calloc(size, sizeof *v->split_prefix);
+    if (!v->split_prefix)
+        return -1;
+    v->split_prefix_mask = size - 1;
+    for (size_t k = 0; k < v->n_split; k++) {
+        const unsigned char *t =
+            (const unsigned char *)v->arena + v->off[v->split_ids[k]];
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (uint32_t j = 0; j < v->len[v->split_ids[k]]; j++) {
+            h = prefix_step(h, t[j]);
+            uint64_t key = prefix_key(h);
+            size_t i = (size_t)(key ^ (key >> 31)) & v->split_prefix_mask;
+            while (v->split_prefix[i] != 0 && v->split_prefix[i] != key)
+                i = (i + 1) & v->split_prefix_mask;
+            v->split_prefix[i] = key;
+        }
+    }
+    return 0;
+}
+
 static int build_split_list(jq_vocab *v, char *err, size_t errlen)
 {
     size_t n = 0;
@@ -270,6 +321,10 @@ static int build_split_list(jq_vocab *v, char *err, size_t errlen)
         v->split_ids[k] = keys[k].id;
     v->n_split = n;
     free(keys);
+    if (build_split_prefixes(v)) {
+        jq_tok_err(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -455,6 +510,9 @@ jq_vocab *jq_vocab_load(const jq_gguf *g, char *err, size_t errlen)
         v->bos = 11, v->eos = 11, v->unk = -1; /* llama.cpp's defaults */
         v->add_bos = false;
         v->add_space_prefix = false;
+        /* tokenizer.ggml.pre may change the defaults above */
+        if (jq_bpe_load(v, g, err, errlen))
+            goto fail;
     } else {
         jq_tok_err(err, errlen,
                    "unsupported tokenizer model '%s' (tokenizer.ggml.model; "
@@ -545,6 +603,8 @@ void jq_vocab_free(jq_vocab *v)
     free(v->attr);
     free(v->table);
     free(v->split_ids);
+    free(v->split_prefix);
+    jq_bpe_free(v->bpe);
     free(v);
 }
 
@@ -580,6 +640,137 @@ float jq_vocab_token_score(const jq_vocab *v, int32_t id)
     return v->score[id];
 }
 
+/* ---- user-defined tokens in raw text */
+
+static int frag_push(jq_fragvec *fv, jq_fragment f)
+{
+    if (fv->n == fv->cap) {
+        size_t cap = fv->cap ? fv->cap * 2 : 16;
+        jq_fragment *p = realloc(fv->f, cap * sizeof *p);
+        if (!p)
+            return -1;
+        fv->f = p;
+        fv->cap = cap;
+    }
+    fv->f[fv->n++] = f;
+    return 0;
+}
+
+/* isspace() of the C locale, which is what llama.cpp's stripping uses. */
+static bool c_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' ||
+           c == '\r';
+}
+
+/* Cuts every occurrence of token id out of the raw fragments of in, into
+ * out: leftmost match first, then again in the rest, with the token's
+ * lstrip/rstrip eating whitespace on either side (llama.cpp's
+ * tokenizer_st_partition). */
+static int partition_one(const jq_vocab *v, int32_t id, const char *text,
+                         const jq_fragvec *in, jq_fragvec *out)
+{
+    const char *tt = v->arena + v->off[id];
+    size_t tl = v->len[id];
+    uint16_t attr = v->attr[id];
+    for (size_t k = 0; k < in->n; k++) {
+        jq_fragment f = in->f[k];
+        if (f.token >= 0) {
+            if (frag_push(out, f))
+                return -1;
+            continue;
+        }
+        size_t pos = f.off, end = f.off + f.len;
+        while (pos < end) {
+            const char *m = memmem(text + pos, end - pos, tt, tl);
+            if (!m) {
+                if (frag_push(out, (jq_fragment){-1, pos, end - pos}))
+                    return -1;
+                break;
+            }
+            size_t at = (size_t)(m - text);
+            size_t left = at - pos;
+            if (attr & JQ_ATTR_LSTRIP)
+                while (left > 0 && c_space(text[pos + left - 1]))
+                    left--;
+            if (left > 0 && frag_push(out, (jq_fragment){-1, pos, left}))
+                return -1;
+            if (frag_push(out, (jq_fragment){id, 0, 0}))
+                return -1;
+            pos = at + tl;
+            if (attr & JQ_ATTR_RSTRIP)
+                while (pos < end && c_space(text[pos]))
+                    pos++;
+        }
+    }
+    return 0;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The split tokens that occur in text, sorted by id (duplicates kept):
+ * one walk from each position along the prefixes that some token has. */
+static int split_tokens_in(const jq_vocab *v, const char *text, size_t len,
+                           jq_idvec *found)
+{
+    const unsigned char *u = (const unsigned char *)text;
+    for (size_t p = 0; p < len; p++) {
+        uint64_t h = 0xcbf29ce484222325ull;
+        size_t lmax = len - p < v->split_max_len ? len - p : v->split_max_len;
+        for (size_t l = 1; l <= lmax; l++) {
+            h = prefix_step(h, u[p + l - 1]);
+            if (!prefix_has(v, h))
+                break;
+            int32_t id = jq_vocab_lookup(v, text + p, l);
+            if (id >= 0 && is_split_token(v, id) && jq_idvec_push(found, id))
+                return -1;
+        }
+    }
+    if (found->n > 1)
+        qsort(found->ids, found->n, sizeof *found->ids, cmp_i32);
+    return 0;
+}
+
+int jq_tok_partition(const jq_vocab *v, const char *text, size_t len,
+                     jq_fragvec *out)
+{
+    jq_fragvec a = {0}, b = {0};
+    jq_idvec found = {0};
+    if (frag_push(&a, (jq_fragment){-1, 0, len}))
+        goto oom;
+    /* With many split tokens, skip those absent from the text up front (a
+     * token cuts nothing where it does not occur, so the result is the
+     * same); with a few, searching for each is cheaper. */
+    bool filter = v->n_split > 8;
+    if (filter && split_tokens_in(v, text, len, &found))
+        goto oom;
+    for (size_t i = 0; i < v->n_split; i++) {
+        if (filter && (found.n == 0 ||
+                       !bsearch(&v->split_ids[i], found.ids, found.n,
+                                sizeof *found.ids, cmp_i32)))
+            continue;
+        b.n = 0;
+        if (partition_one(v, v->split_ids[i], text, &a, &b))
+            goto oom;
+        jq_fragvec t = a;
+        a = b;
+        b = t;
+    }
+    free(b.f);
+    free(found.ids);
+    *out = a;
+    return 0;
+oom:
+    free(a.f);
+    free(b.f);
+    free(found.ids);
+    return -1;
+}
+
 /* ---- tokenize */
 
 int jq_tokenize(const jq_vocab *v, const char *text, size_t len, bool add_bos,
@@ -591,13 +782,13 @@ int jq_tokenize(const jq_vocab *v, const char *text, size_t len, bool add_bos,
     }
     *ids = NULL;
     *n = 0;
-    if (v->kind != JQ_VOCAB_SPM) {
-        jq_tok_err(err, errlen,
-                   "byte-level BPE tokenization is not implemented yet");
-        return -1;
-    }
     jq_idvec out = {0};
-    if (jq_spm_tokenize(v, text ? text : "", len, add_bos, &out, err, errlen)) {
+    int rc = v->kind == JQ_VOCAB_SPM
+                 ? jq_spm_tokenize(v, text ? text : "", len, add_bos, &out,
+                                   err, errlen)
+                 : jq_bpe_tokenize(v, text ? text : "", len, add_bos, &out,
+                                   err, errlen);
+    if (rc) {
         free(out.ids);
         return -1;
     }

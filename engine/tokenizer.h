@@ -1,10 +1,12 @@
 /* tokenizer.h — the vocabulary of a GGUF model and its tokenizers.
  *
- * Read from GGUF metadata (tokenizer.ggml.*). This issue implements
- * tokenizer.ggml.model = "llama" (SentencePiece-style: the leading-space
- * rule, merges by score, byte fallback <0xNN>), exactly as llama.cpp's SPM
- * tokenizer does. Other models load (so a file's vocabulary can still be
- * detokenized) but jq_tokenize() reports them as unsupported.
+ * Read from GGUF metadata (tokenizer.ggml.*). Two tokenizers, each exactly
+ * as llama.cpp runs it: tokenizer.ggml.model = "llama" (SentencePiece-style:
+ * the leading-space rule, merges by score, byte fallback <0xNN>) and
+ * "gpt2" (byte-level BPE: a pre-tokenizer chosen by tokenizer.ggml.pre,
+ * GPT-2's byte alphabet, merges by rank from tokenizer.ggml.merges). A gpt2
+ * vocabulary whose pre-tokenizer judgeq does not know still loads (it
+ * detokenizes) but jq_tokenize() reports it as unsupported.
  */
 #ifndef JQ_TOKENIZER_H
 #define JQ_TOKENIZER_H
@@ -57,8 +59,10 @@ const char *jq_vocab_token_text(const jq_vocab *v, int32_t id);
  * -1 for an id out of range. */
 int32_t jq_vocab_token_type(const jq_vocab *v, int32_t id);
 
-/* Tokenizes text[0..len) (UTF-8; invalid bytes go through byte fallback).
- * Special-token text is not parsed. add_bos prepends BOS (when the vocab
+/* Tokenizes text[0..len). UTF-8; invalid bytes go through byte fallback
+ * (SPM) or become U+FFFD (BPE, as in llama.cpp, so such text does not
+ * round-trip byte for byte). Special-token text is not parsed, but
+ * user-defined tokens are cut out of the text first, as llama.cpp does. add_bos prepends BOS (when the vocab
  * has one). On success returns 0 and *ids (malloc'd, caller frees) / *n.
  * On failure returns -1 with a message in err. */
 int jq_tokenize(const jq_vocab *v, const char *text, size_t len, bool add_bos,

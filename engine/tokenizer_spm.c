@@ -257,82 +257,6 @@ static int spm_raw(const jq_vocab *v, const char *raw, size_t len,
     return rc;
 }
 
-/* ---- user-defined tokens in raw text */
-
-typedef struct {
-    int32_t token; /* -1: raw text [off, off+len) */
-    size_t off, len;
-} fragment;
-
-typedef struct {
-    fragment *f;
-    size_t n, cap;
-} fragvec;
-
-static int frag_push(fragvec *fv, fragment f)
-{
-    if (fv->n == fv->cap) {
-        size_t cap = fv->cap ? fv->cap * 2 : 16;
-        fragment *p = realloc(fv->f, cap * sizeof *p);
-        if (!p)
-            return -1;
-        fv->f = p;
-        fv->cap = cap;
-    }
-    fv->f[fv->n++] = f;
-    return 0;
-}
-
-/* isspace() of the C locale, which is what llama.cpp's stripping uses. */
-static bool c_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' ||
-           c == '\r';
-}
-
-/* Cuts every occurrence of token id out of the raw fragments of in, into
- * out: leftmost match first, then again in the rest, with the token's
- * lstrip/rstrip eating whitespace on either side (llama.cpp's
- * tokenizer_st_partition). */
-static int partition_one(const jq_vocab *v, int32_t id, const char *text,
-                         const fragvec *in, fragvec *out)
-{
-    const char *tt = v->arena + v->off[id];
-    size_t tl = v->len[id];
-    uint16_t attr = v->attr[id];
-    for (size_t k = 0; k < in->n; k++) {
-        fragment f = in->f[k];
-        if (f.token >= 0) {
-            if (frag_push(out, f))
-                return -1;
-            continue;
-        }
-        size_t pos = f.off, end = f.off + f.len;
-        while (pos < end) {
-            const char *m = memmem(text + pos, end - pos, tt, tl);
-            if (!m) {
-                if (frag_push(out, (fragment){-1, pos, end - pos}))
-                    return -1;
-                break;
-            }
-            size_t at = (size_t)(m - text);
-            size_t left = at - pos;
-            if (attr & JQ_ATTR_LSTRIP)
-                while (left > 0 && c_space(text[pos + left - 1]))
-                    left--;
-            if (left > 0 && frag_push(out, (fragment){-1, pos, left}))
-                return -1;
-            if (frag_push(out, (fragment){id, 0, 0}))
-                return -1;
-            pos = at + tl;
-            if (attr & JQ_ATTR_RSTRIP)
-                while (pos < end && c_space(text[pos]))
-                    pos++;
-        }
-    }
-    return 0;
-}
-
 int jq_spm_tokenize(const jq_vocab *v, const char *text, size_t len,
                     bool add_bos, jq_idvec *out, char *err, size_t errlen)
 {
@@ -345,24 +269,16 @@ int jq_spm_tokenize(const jq_vocab *v, const char *text, size_t len,
     if (len == 0)
         return 0;
 
-    fragvec a = {0}, b = {0};
+    jq_fragvec a = {0};
     int rc = -1;
-    if (frag_push(&a, (fragment){-1, 0, len}))
+    if (jq_tok_partition(v, text, len, &a))
         goto oom;
-    for (size_t i = 0; i < v->n_split; i++) {
-        b.n = 0;
-        if (partition_one(v, v->split_ids[i], text, &a, &b))
-            goto oom;
-        fragvec t = a;
-        a = b;
-        b = t;
-    }
 
     /* The prefix space goes at the start of the text and after every
      * cut-out token, as if each such token ended a "sentence". */
     bool prev_special = true;
     for (size_t i = 0; i < a.n; i++) {
-        const fragment *f = &a.f[i];
+        const jq_fragment *f = &a.f[i];
         if (f->token >= 0) {
             if (jq_idvec_push(out, f->token))
                 goto oom;
@@ -380,6 +296,5 @@ oom:
     jq_tok_err(err, errlen, "out of memory");
 done:
     free(a.f);
-    free(b.f);
     return rc;
 }

@@ -10,6 +10,11 @@
  *
  * jq_attention is jq_attention_ex with F32 K/V and no scoring, so there is
  * one implementation per path.
+ *
+ * Two-segment K/V (a shared prefix k0/v0 then the session's own k/v): the
+ * only change is where key j's row lives (kv_row); keys are visited in the
+ * same global order with the same arithmetic, so a split cache gives
+ * bit-identical results to the same keys in one array.
  */
 #include <math.h>
 #include <stddef.h>
@@ -19,6 +24,7 @@
 
 #include "isa_internal.h"
 #include "kernels.h"
+#include "ops_internal.h"
 
 /* Keys row i may look at: min(n_kv, causal_base + i + 1), never negative.
  * A row that sees no key (causal_base < -i) has no softmax; its output is
@@ -29,18 +35,29 @@ static int64_t kv_visible(int64_t n_kv, int64_t causal_base, int64_t i)
     return v < 0 ? 0 : v > n_kv ? n_kv : v;
 }
 
-/* Element d of K/V row j as F32. The type test is loop-invariant, and the
+/* Row j (a global key index) of the K or V cache: rows [0, n0) are in the
+ * shared first segment seg0, the rest in seg1 starting at its row 0. n0 is
+ * 0 for a single segment, so seg0 is then never read. */
+static inline const void *kv_row(const void *seg0, const void *seg1,
+                                 int64_t n0, uint32_t type, int64_t ld,
+                                 int64_t j)
+{
+    const size_t es = type == JQ_TYPE_F16 ? sizeof(uint16_t) : sizeof(float);
+    return j < n0 ? (const char *)seg0 + (size_t)(j * ld) * es
+                  : (const char *)seg1 + (size_t)((j - n0) * ld) * es;
+}
+
+/* Element d of a K/V row as F32. The type test is loop-invariant, and the
  * F16 half goes through the exact scalar conversion the AVX-512 path's
  * VCVTPH2PS agrees with bit for bit, so both paths see the same keys. */
-static inline float kv_at(const void *base, uint32_t type, int64_t ld,
-                          int64_t j, int d)
+static inline float kv_at(const void *row, uint32_t type, int d)
 {
     if (type == JQ_TYPE_F16) {
         uint16_t h;
-        memcpy(&h, (const uint16_t *)base + j * ld + d, sizeof h);
+        memcpy(&h, (const uint16_t *)row + d, sizeof h);
         return jq_f16_to_f32(h);
     }
-    return ((const float *)base)[j * ld + d];
+    return ((const float *)row)[d];
 }
 
 /* All scores of a row are computed before its output is written, so out
@@ -49,6 +66,7 @@ void jq_ref_attention_ex(const jq_attn_args *a)
 {
     if (a->kv_type != JQ_TYPE_F32 && a->kv_type != JQ_TYPE_F16)
         abort(); /* caller bug: the KV store only holds F32 or F16 */
+    const int64_t n0 = jq_attn_first_segment(a);
     float *scratch = a->scratch;
     const int hd = a->head_dim;
     for (int64_t i = 0; i < a->n_q; i++) {
@@ -64,9 +82,10 @@ void jq_ref_attention_ex(const jq_attn_args *a)
          * below float precision */
         float max = -INFINITY;
         for (int64_t j = 0; j < nv; j++) {
+            const void *kj = kv_row(a->k0, a->k, n0, a->kv_type, a->ldk, j);
             double dot = 0.0;
             for (int d = 0; d < hd; d++)
-                dot += (double)(qi[d] * kv_at(a->k, a->kv_type, a->ldk, j, d));
+                dot += (double)(qi[d] * kv_at(kj, a->kv_type, d));
             scratch[j] = (float)dot * a->scale;
             max = scratch[j] > max ? scratch[j] : max;
         }
@@ -90,8 +109,9 @@ void jq_ref_attention_ex(const jq_attn_args *a)
             oi[d] = 0.0f;
         for (int64_t j = 0; j < nv; j++) {
             const float p = scratch[j];
+            const void *vj = kv_row(a->v0, a->v, n0, a->kv_type, a->ldv, j);
             for (int d = 0; d < hd; d++)
-                oi[d] += p * kv_at(a->v, a->kv_type, a->ldv, j, d);
+                oi[d] += p * kv_at(vj, a->kv_type, d);
         }
         for (int d = 0; d < hd; d++)
             oi[d] *= inv;

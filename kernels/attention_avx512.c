@@ -21,6 +21,20 @@
  * and a compile-time head_dim (64 and 128, the common sizes, get fully
  * unrolled code; 0 means "read it at run time").
  *
+ * Two K/V segments (a shared prefix k0/v0, then k/v): each pass walks the
+ * segments one after the other with the same fast loops, and never copies
+ * the cache. A split must not change a single bit, so the arithmetic each
+ * key gets depends only on its global index, never on where the segment
+ * boundary falls:
+ *   - a key's score is reduced by the 4-key hadd tree when it lies below
+ *     the last multiple of 4 of the visible keys, else by a full
+ *     horizontal sum (as in one segment). The hadd tree's lane k depends
+ *     only on key k, so a segment's last few tree keys form a padded
+ *     block (the last key repeated, the extra lanes not stored);
+ *   - in the value sum, key j goes to the even or odd accumulator by the
+ *     parity of its global index, and the accumulators live across the
+ *     boundary, so each accumulator sees the same keys in the same order.
+ *
  * Differences from the reference: the dot products sum in float lanes
  * instead of double, exp is jq_exp512 (<= 1 ulp) instead of expf, and the
  * value sum uses FMA in another order; the F16 -> F32 conversion itself is
@@ -79,30 +93,57 @@ JQ_INLINE __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-/* scores[j] = (q . K_j) * scale for j in [0, nv). HD: head_dim when it is
- * a compile-time constant, else 0 (hd_rt is used). */
-JQ_INLINE void scores_row(uint32_t type, int HD, int hd_rt, const float *qi,
-                          const void *K, int64_t ldk, int64_t nv, float scale,
-                          float *scores)
+/* The four dots q . K_j for keys j0..j3 (rows of K), unscaled, in lanes
+ * 0..3: four independent FMA chains over head_dim, then one hadd tree.
+ * Lane k depends on key jk alone. HD: head_dim when it is a compile-time
+ * constant, else 0 (hd is used). */
+JQ_INLINE __m128 dots4(uint32_t type, int HD, int hd_rt, const float *qi,
+                       const void *K, int64_t ldk, int64_t j0, int64_t j1,
+                       int64_t j2, int64_t j3)
 {
     const int hd = HD ? HD : hd_rt;
-    int64_t j = 0;
-    for (; j + 4 <= nv; j += 4) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(),
-               a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-        _Pragma("GCC unroll 8")
-        for (int d = 0; d < hd; d += 16) {
-            const __mmask16 m = tail_mask(hd - d);
-            const __m512 qv = _mm512_maskz_loadu_ps(m, qi + d);
-            a0 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j, d, m), a0);
-            a1 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j + 1, d, m), a1);
-            a2 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j + 2, d, m), a2);
-            a3 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j + 3, d, m), a3);
-        }
-        _mm_storeu_ps(scores + j,
-                      _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(),
+           a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    _Pragma("GCC unroll 8")
+    for (int d = 0; d < hd; d += 16) {
+        const __mmask16 m = tail_mask(hd - d);
+        const __m512 qv = _mm512_maskz_loadu_ps(m, qi + d);
+        a0 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j0, d, m), a0);
+        a1 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j1, d, m), a1);
+        a2 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j2, d, m), a2);
+        a3 = _mm512_fmadd_ps(qv, load_kv(type, K, ldk, j3, d, m), a3);
     }
-    for (; j < nv; j++) {
+    return hsum4(a0, a1, a2, a3);
+}
+
+/* scores[j] = (q . K_j) * scale for the n rows j of one K segment; the
+ * first nh of them (0 <= nh <= n) by the 4-key tree, the rest one by one
+ * (see the header for why the split point is given by the caller). */
+JQ_INLINE void scores_seg(uint32_t type, int HD, int hd_rt, const float *qi,
+                          const void *K, int64_t ldk, int64_t n, int64_t nh,
+                          float scale, float *scores)
+{
+    const int hd = HD ? HD : hd_rt;
+    const __m128 vscale = _mm_set1_ps(scale);
+    int64_t j = 0;
+    for (; j + 4 <= nh; j += 4)
+        _mm_storeu_ps(scores + j,
+                      _mm_mul_ps(dots4(type, HD, hd, qi, K, ldk, j, j + 1,
+                                       j + 2, j + 3),
+                                 vscale));
+    if (j < nh) {
+        /* 1..3 tree keys left at the segment's end: repeat the last one
+         * in the spare lanes (no read past the segment) and store only
+         * the real lanes */
+        const int64_t l = nh - 1;
+        const __m128 d4 = dots4(type, HD, hd, qi, K, ldk, j,
+                                j + 1 < l ? j + 1 : l, j + 2 < l ? j + 2 : l,
+                                l);
+        _mm_mask_storeu_ps(scores + j, (__mmask8)((1u << (nh - j)) - 1u),
+                           _mm_mul_ps(d4, vscale));
+        j = nh;
+    }
+    for (; j < n; j++) {
         __m512 a = _mm512_setzero_ps();
         for (int d = 0; d < hd; d += 16) {
             const __mmask16 m = tail_mask(hd - d);
@@ -111,6 +152,21 @@ JQ_INLINE void scores_row(uint32_t type, int HD, int hd_rt, const float *qi,
         }
         scores[j] = _mm512_reduce_add_ps(a) * scale;
     }
+}
+
+/* scores[j] = (q . K_j) * scale for the nv visible keys, of which the
+ * first n0 (<= nv) are rows of K0 and the rest rows of K1. */
+JQ_INLINE void scores_row(uint32_t type, int HD, int hd_rt, const float *qi,
+                          const void *K0, int64_t n0, const void *K1,
+                          int64_t ldk, int64_t nv, float scale, float *scores)
+{
+    /* keys below nv4 take the 4-key tree, wherever the segments split */
+    const int64_t nv4 = nv & ~(int64_t)3;
+    if (n0 > 0)
+        scores_seg(type, HD, hd_rt, qi, K0, ldk, n0, n0 < nv4 ? n0 : nv4,
+                   scale, scores);
+    scores_seg(type, HD, hd_rt, qi, K1, ldk, nv - n0,
+               nv4 > n0 ? nv4 - n0 : 0, scale, scores + n0);
 }
 
 /* In place p_j = exp(s_j - max); returns sum p_j (in double). */
@@ -147,22 +203,25 @@ static void add_scores(float *score, const float *p, int64_t n, float inv)
     }
 }
 
-/* oi[d0 + 16s + l] = inv * sum_j p[j] V_j[d0 + 16s + l] for the NS (1..4,
- * constant) strips starting at d0. Keys outer: each V row contributes its
- * NS strips in one visit; even and odd keys go to separate accumulators. */
-JQ_INLINE void values_block(uint32_t type, int NS, int hd, int d0,
-                            const float *p, const void *V, int64_t ldv,
-                            int64_t nv, float inv, float *oi)
+/* Adds p[j] * V_j (the NS strips at d0, masks m) for the n rows of one V
+ * segment into the even (a) and odd (b) accumulators. odd: the segment's
+ * first key has an odd global index, so it goes to b and the pairs after
+ * it keep the global parity. Always inlined, so a and b stay registers. */
+JQ_INLINE void values_seg(uint32_t type, int NS, int d0,
+                          const __mmask16 *m, __m512 *a, __m512 *b,
+                          const float *p, const void *V, int64_t ldv,
+                          int64_t n, bool odd)
 {
-    __mmask16 m[4];
-    __m512 a[4], b[4];
-    _Pragma("GCC unroll 4")
-    for (int s = 0; s < NS; s++) {
-        m[s] = tail_mask(hd - d0 - 16 * s);
-        a[s] = b[s] = _mm512_setzero_ps();
-    }
     int64_t j = 0;
-    for (; j + 2 <= nv; j += 2) {
+    if (odd && n > 0) {
+        const __m512 p0 = _mm512_set1_ps(p[0]);
+        _Pragma("GCC unroll 4")
+        for (int s = 0; s < NS; s++)
+            b[s] = _mm512_fmadd_ps(p0, load_kv(type, V, ldv, 0, d0 + 16 * s, m[s]),
+                                   b[s]);
+        j = 1;
+    }
+    for (; j + 2 <= n; j += 2) {
         const __m512 p0 = _mm512_set1_ps(p[j]), p1 = _mm512_set1_ps(p[j + 1]);
         _Pragma("GCC unroll 4")
         for (int s = 0; s < NS; s++) {
@@ -172,13 +231,35 @@ JQ_INLINE void values_block(uint32_t type, int NS, int hd, int d0,
                 p1, load_kv(type, V, ldv, j + 1, d0 + 16 * s, m[s]), b[s]);
         }
     }
-    if (j < nv) {
+    if (j < n) {
         const __m512 p0 = _mm512_set1_ps(p[j]);
         _Pragma("GCC unroll 4")
         for (int s = 0; s < NS; s++)
             a[s] = _mm512_fmadd_ps(p0, load_kv(type, V, ldv, j, d0 + 16 * s, m[s]),
                                    a[s]);
     }
+}
+
+/* oi[d0 + 16s + l] = inv * sum_j p[j] V_j[d0 + 16s + l] for the NS (1..4,
+ * constant) strips starting at d0, over the nv keys of which the first n0
+ * are rows of V0 and the rest rows of V1. Keys outer: each V row
+ * contributes its NS strips in one visit; even and odd keys go to separate
+ * accumulators. */
+JQ_INLINE void values_block(uint32_t type, int NS, int hd, int d0,
+                            const float *p, const void *V0, int64_t n0,
+                            const void *V1, int64_t ldv, int64_t nv,
+                            float inv, float *oi)
+{
+    __mmask16 m[4];
+    __m512 a[4], b[4];
+    _Pragma("GCC unroll 4")
+    for (int s = 0; s < NS; s++) {
+        m[s] = tail_mask(hd - d0 - 16 * s);
+        a[s] = b[s] = _mm512_setzero_ps();
+    }
+    if (n0 > 0)
+        values_seg(type, NS, d0, m, a, b, p, V0, ldv, n0, false);
+    values_seg(type, NS, d0, m, a, b, p + n0, V1, ldv, nv - n0, n0 & 1);
     const __m512 vinv = _mm512_set1_ps(inv);
     _Pragma("GCC unroll 4")
     for (int s = 0; s < NS; s++)
@@ -187,21 +268,22 @@ JQ_INLINE void values_block(uint32_t type, int NS, int hd, int d0,
 }
 
 JQ_INLINE void weighted_values(uint32_t type, int HD, int hd_rt,
-                               const float *p, const void *V, int64_t ldv,
-                               int64_t nv, float inv, float *oi)
+                               const float *p, const void *V0, int64_t n0,
+                               const void *V1, int64_t ldv, int64_t nv,
+                               float inv, float *oi)
 {
     const int hd = HD ? HD : hd_rt;
     _Pragma("GCC unroll 2")
     for (int d0 = 0; d0 < hd; d0 += 64) {
         const int strips = (hd - d0 + 15) / 16;
         if (strips >= 4)
-            values_block(type, 4, hd, d0, p, V, ldv, nv, inv, oi);
+            values_block(type, 4, hd, d0, p, V0, n0, V1, ldv, nv, inv, oi);
         else if (strips == 3)
-            values_block(type, 3, hd, d0, p, V, ldv, nv, inv, oi);
+            values_block(type, 3, hd, d0, p, V0, n0, V1, ldv, nv, inv, oi);
         else if (strips == 2)
-            values_block(type, 2, hd, d0, p, V, ldv, nv, inv, oi);
+            values_block(type, 2, hd, d0, p, V0, n0, V1, ldv, nv, inv, oi);
         else
-            values_block(type, 1, hd, d0, p, V, ldv, nv, inv, oi);
+            values_block(type, 1, hd, d0, p, V0, n0, V1, ldv, nv, inv, oi);
     }
 }
 
@@ -209,6 +291,7 @@ JQ_INLINE void weighted_values(uint32_t type, int HD, int hd_rt,
 JQ_INLINE void attention_tmpl(uint32_t type, int HD, const jq_attn_args *a)
 {
     const int hd = HD ? HD : a->head_dim;
+    const int64_t n_kv0 = jq_attn_first_segment(a);
     for (int64_t i = 0; i < a->n_q; i++) {
         float *oi = a->out + i * a->ldo;
         const int64_t nv = kv_visible(a->n_kv, a->causal_base, i);
@@ -218,14 +301,17 @@ JQ_INLINE void attention_tmpl(uint32_t type, int HD, const jq_attn_args *a)
                                       _mm512_setzero_ps());
             continue;
         }
-        scores_row(type, HD, hd, a->q + i * a->ldq, a->k, a->ldk, nv,
-                   a->scale, a->scratch);
+        /* the first segment's keys this row sees */
+        const int64_t n0 = n_kv0 < nv ? n_kv0 : nv;
+        scores_row(type, HD, hd, a->q + i * a->ldq, a->k0, n0, a->k, a->ldk,
+                   nv, a->scale, a->scratch);
         const double sum = exp_scores(a->scratch, nv);
         const float inv = (float)(1.0 / sum);
         if (a->score && i >= a->score_row0 && i < a->score_row1)
             add_scores(a->score, a->scratch, a->n_score < nv ? a->n_score : nv,
                        inv);
-        weighted_values(type, HD, hd, a->scratch, a->v, a->ldv, nv, inv, oi);
+        weighted_values(type, HD, hd, a->scratch, a->v0, n0, a->v, a->ldv,
+                        nv, inv, oi);
     }
 }
 

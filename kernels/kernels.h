@@ -221,7 +221,9 @@ typedef struct {
      * values [0, n_kv0) are rows of k0/v0 (strides ldk/ldv, kv_type), and
      * keys [n_kv0, n_kv) are rows 0 .. n_kv - n_kv0 - 1 of k/v. Key indices
      * (causal rule, scoring) count over both segments. k0 = NULL or
-     * n_kv0 = 0: a single segment. */
+     * n_kv0 = 0: a single segment. Results (out and score) are
+     * bit-identical, on each path, to the same keys in one array; with k0
+     * set, n_kv0 outside [0, n_kv] aborts. */
     const void *k0, *v0;
     int64_t n_kv0;
 } jq_attn_args;
@@ -252,9 +254,13 @@ int64_t jq_topk(const float *scores, int64_t n, int64_t k, int32_t *idx);
 /* ------------------------------------------------------------ backward
  * Gradients with respect to inputs only (the soft-token trainer keeps the
  * model frozen: no weight gradients). Each has a scalar reference jq_ref_*
- * and an AVX-512 twin jq_avx512_*, dispatched like the forward kernels. */
+ * and an AVX-512 twin jq_avx512_*, dispatched like the forward kernels.
+ * Each differentiates the forward kernel as implemented (e.g. RMSNorm's
+ * float scale, the RoPE angle table, jq_attention_ex's causal rule);
+ * tests/test_kernels_backward.c checks them against finite differences. */
 
-/* y = x / sqrt(mean(x^2) + eps) * w  ->  dx (written, not accumulated). */
+/* y = x / sqrt(mean(x^2) + eps) * w  ->  dx (written, not accumulated).
+ * dx may alias x or dy. */
 void jq_rmsnorm_backward(float *dx, const float *x, const float *w,
                          const float *dy, int64_t n, float eps);
 /* The transpose of jq_rope (a rotation by -theta), in place on dx, same
@@ -262,32 +268,46 @@ void jq_rmsnorm_backward(float *dx, const float *x, const float *w,
 void jq_rope_backward(float *dx, int n_heads, int head_dim, int rope_dim,
                       int32_t pos, float freq_base, const float *freq_factors,
                       bool neox);
-/* p = softmax(s): ds = p * (dp - sum_j p_j dp_j) (written). */
+/* p = softmax(s): ds = p * (dp - sum_j p_j dp_j) (written; the sum in
+ * double). ds may alias p or dp. */
 void jq_softmax_backward(float *ds, const float *p, const float *dp,
                          int64_t n);
-/* out = silu(gate) * up: dgate, dup (written; may alias gate/up). */
+/* out = silu(gate) * up: dgate, dup (written). Element i of every input is
+ * read before element i of either output is written, so dgate and dup may
+ * each alias gate, up or dout (but not each other). */
 void jq_silu_mul_backward(float *dgate, float *dup, const float *gate,
                           const float *up, const float *dout, int64_t n);
 /* The input gradient of Y = X W^T: dX[i][c] += sum over weight rows r in
  * [r0, r1) of dY[i][r] * W[r][c], for i < M. W as in jq_matvec (rows of K
- * = cols elements of type); dY rows have stride ldy, dX rows stride ldx.
- * Threads split [r0, r1) and reduce their private dX. scratch: K floats. */
+ * = cols elements of type F32, F16, BF16 or Q8_0; K a multiple of the
+ * block size); dY rows have stride ldy (dY[i][r] at dY + i*ldy + r, r the
+ * absolute weight row), dX rows stride ldx (K floats used). Each dX
+ * element is a float sum over r in ascending order. Threads split
+ * [r0, r1) and reduce their private dX. scratch: K floats (the reference
+ * dequantizes a row into it; the AVX-512 path does not use it). */
 void jq_matmul_backward_x(uint32_t type, const void *W, int64_t K,
                           const float *dY, int64_t ldy, int64_t M, float *dX,
                           int64_t ldx, int64_t r0, int64_t r1, float *scratch);
 
-/* Backward of jq_attention_ex for F32 K/V (one head, n_q query rows):
- * given the saved probabilities p (n_q rows of stride ldp: row i holds the
- * softmax over its visible keys, zero elsewhere) and the gradient of the
- * output rows dout, plus an optional direct gradient on the probabilities
- * dp_extra (row i, keys [0, n_pe): the trainer's loss acts on attention
- * probabilities themselves), computes
+/* Backward of jq_attention_ex for F32 K/V (one head, n_q query rows, one
+ * segment: prompt and soft keys in the same k/v arrays): given the saved
+ * probabilities p (n_q rows of stride ldp: row i holds the softmax over its
+ * visible keys, zero elsewhere; only its visible keys are read) and the
+ * gradient of the output rows dout, plus an optional direct gradient on
+ * the probabilities dp_extra (NULL, or row i at dp_extra + i*ldpe, keys
+ * [0, n_pe): the trainer's loss acts on attention probabilities
+ * themselves), computes for each row i with keys [0, nv_i) visible
+ * (jq_attention_ex's causal rule):
  *   dp_ij = dout_i . v_j + dp_extra_ij,  ds_i = softmax_backward(p_i, dp_i),
- *   dq_i  = scale * sum_j ds_ij k_j            (written, stride ldq_out)
+ *   dq_i  = scale * sum_j ds_ij k_j            (written, stride ldq_out;
+ *                                               zeros for a row seeing no key)
  *   dk_j += scale * sum_i ds_ij q_i  for keys j >= kgrad0 (dk row j-kgrad0)
- *   dv_j += sum_i p_ij dout_i        for keys j >= kgrad0
- * (dk/dv NULL: skipped; the prompt's keys are constants to the trainer).
- * scratch: at least n_kv floats. */
+ *   dv_j += sum_i p_ij dout_i        for keys j >= kgrad0 (dv row j-kgrad0)
+ * Keys a row does not see (p = 0) get nothing from it; dp_extra for them is
+ * ignored. dk/dv (n_kv - kgrad0 rows, strides lddk / lddv) are accumulated,
+ * so several heads sharing a KV head (GQA) add into the same rows; NULL
+ * skips them (the prompt's keys are constants to the trainer). dq must not
+ * alias any input. scratch: at least n_kv floats. */
 typedef struct {
     const float *q;
     int64_t ldq, n_q;
@@ -309,6 +329,38 @@ typedef struct {
     float *scratch;
 } jq_attn_bwd_args;
 void jq_attention_backward(const jq_attn_bwd_args *a);
+
+/* The two implementations of each backward kernel (for tests; jq_avx512_*
+ * only when jq_cpu_has_avx512()). */
+void jq_ref_rmsnorm_backward(float *dx, const float *x, const float *w,
+                             const float *dy, int64_t n, float eps);
+void jq_avx512_rmsnorm_backward(float *dx, const float *x, const float *w,
+                                const float *dy, int64_t n, float eps);
+void jq_ref_rope_backward(float *dx, int n_heads, int head_dim, int rope_dim,
+                          int32_t pos, float freq_base,
+                          const float *freq_factors, bool neox);
+void jq_avx512_rope_backward(float *dx, int n_heads, int head_dim,
+                             int rope_dim, int32_t pos, float freq_base,
+                             const float *freq_factors, bool neox);
+void jq_ref_softmax_backward(float *ds, const float *p, const float *dp,
+                             int64_t n);
+void jq_avx512_softmax_backward(float *ds, const float *p, const float *dp,
+                                int64_t n);
+void jq_ref_silu_mul_backward(float *dgate, float *dup, const float *gate,
+                              const float *up, const float *dout, int64_t n);
+void jq_avx512_silu_mul_backward(float *dgate, float *dup, const float *gate,
+                                 const float *up, const float *dout,
+                                 int64_t n);
+void jq_ref_matmul_backward_x(uint32_t type, const void *W, int64_t K,
+                              const float *dY, int64_t ldy, int64_t M,
+                              float *dX, int64_t ldx, int64_t r0, int64_t r1,
+                              float *scratch);
+void jq_avx512_matmul_backward_x(uint32_t type, const void *W, int64_t K,
+                                 const float *dY, int64_t ldy, int64_t M,
+                                 float *dX, int64_t ldx, int64_t r0,
+                                 int64_t r1, float *scratch);
+void jq_ref_attention_backward(const jq_attn_bwd_args *a);
+void jq_avx512_attention_backward(const jq_attn_bwd_args *a);
 
 /* ------------------------------------------- reference and fast paths */
 /* The two implementations of each dispatched kernel, for tests. The

@@ -12,6 +12,9 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+
+#include "kernels.h"
 
 /* ------------------------------------------------------------- RoPE */
 
@@ -84,6 +87,21 @@ static inline bool jq_maxpool_above(float a, float b)
 /* What an all-NaN window yields: the default quiet NaN (0x7fc00000), not
  * one of the input NaNs, whose choice would depend on the visiting order. */
 #define JQ_MAXPOOL_NAN_BITS 0x7fc00000u
+
+/* -------------------------------------------------------- attention */
+
+/* The number of keys in the first K/V segment of jq_attn_args (0: a
+ * single segment), after checking it: both paths read segments by these
+ * counts, so a count outside [0, n_kv] would read past a segment; that is
+ * a caller bug and aborts, as a bad kv_type does. */
+static inline int64_t jq_attn_first_segment(const jq_attn_args *a)
+{
+    if (a->k0 == NULL)
+        return 0;
+    if (a->n_kv0 < 0 || a->n_kv0 > a->n_kv)
+        abort();
+    return a->n_kv0;
+}
 
 /* ---------------------------------------------------- vector exp */
 

@@ -47,12 +47,14 @@ static void rmsnorm(const double *x, const float *w, int n, double eps,
 }
 
 static void rope(double *x, int n_heads, int hd, int rope_dim, int pos,
-                 double base, bool neox)
+                 double base, const float *factors, bool neox)
 {
     for (int h = 0; h < n_heads; h++) {
         double *v = x + (size_t)h * hd;
         for (int i = 0; i < rope_dim / 2; i++) {
             double theta = pos * pow(base, -2.0 * i / rope_dim);
+            if (factors)
+                theta /= factors[i];
             double c = cos(theta), s = sin(theta);
             int a = neox ? i : 2 * i, b = neox ? i + rope_dim / 2 : 2 * i + 1;
             double x0 = v[a], x1 = v[b];
@@ -107,10 +109,18 @@ int naive_forward(const jq_model *m, const naive_run *r)
             matvec(wq, H * D, E, xb, q + (size_t)i * H * D);
             matvec(wk, Hkv * D, E, xb, k + (size_t)i * Hkv * D);
             matvec(wv, Hkv * D, E, xb, v + (size_t)i * Hkv * D);
+            if (ly->bq) {
+                for (int d = 0; d < H * D; d++)
+                    q[(size_t)i * H * D + d] += ly->bq[d];
+                for (int d = 0; d < Hkv * D; d++) {
+                    k[(size_t)i * Hkv * D + d] += ly->bk[d];
+                    v[(size_t)i * Hkv * D + d] += ly->bv[d];
+                }
+            }
             rope(q + (size_t)i * H * D, H, D, hp->rope_dim, i, hp->rope_base,
-                 hp->rope_neox);
+                 m->rope_factors, hp->rope_neox);
             rope(k + (size_t)i * Hkv * D, Hkv, D, hp->rope_dim, i,
-                 hp->rope_base, hp->rope_neox);
+                 hp->rope_base, m->rope_factors, hp->rope_neox);
         }
         for (int i = 0; i < N; i++) {
             for (int h = 0; h < H; h++) {

@@ -12,6 +12,7 @@
 #include "gen_model.h"
 #include "kernels.h"
 #include "model.h"
+#include "naive_llama.h"
 #include "thread_pool.h"
 
 static char *gen(const char *tag, jq_gen_model_params p)
@@ -181,6 +182,74 @@ static void test_loader_rejects(void **state)
     free(path);
 }
 
+
+/* Architectures and RoPE variants against the double-precision naive
+ * reference: plain llama, qwen2 (q/k/v biases, NEOX pairs), Llama 3.1
+ * rope_freqs, linear scaling. And the AVX-512 and scalar paths agree on
+ * them within 1e-3 relative (the issue's requirement). */
+static void test_architectures(void **state)
+{
+    (void)state;
+    jq_isa isa_before = jq_kernels_isa();
+    struct { const char *tag, *arch; bool freqs; float linear; } cases[] = {
+        {"arch-llama", "llama", false, 1.0f},
+        {"arch-qwen2", "qwen2", false, 1.0f},
+        {"arch-llama3rope", "llama", true, 1.0f},
+        {"arch-linear", "llama", false, 4.0f},
+        {"arch-qwen2-freqs", "qwen2", true, 2.0f},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        jq_gen_model_params p = shape(JQ_TYPE_F32);
+        p.arch = cases[c].arch;
+        p.rope_freqs = cases[c].freqs;
+        p.rope_linear = cases[c].linear;
+        p.rope_base = 500000.0f; /* Llama 3's: long wavelengths matter */
+        char *path = gen(cases[c].tag, p);
+        char err[512];
+        jq_model *m = jq_model_load(path, err, sizeof err);
+        if (!m)
+            fail_msg("%s: %s", cases[c].tag, err);
+        assert_string_equal(m->hp.arch, cases[c].arch);
+        assert_int_equal(m->hp.rope_neox, !strcmp(cases[c].arch, "qwen2"));
+        assert_true((m->rope_factors != NULL) ==
+                    (cases[c].freqs || cases[c].linear != 1.0f));
+        assert_true((m->layers[0].bq != NULL) == !strcmp(cases[c].arch, "qwen2"));
+
+        double *ref = malloc(sizeof(double) * 700);
+        naive_run nr = {.tokens = toks, .n_tokens = NT, .logits_row = NT - 1,
+                        .logits = ref};
+        assert_int_equal(naive_forward(m, &nr), 0);
+        float *by_isa[2];
+        for (int isa = 0; isa < 2; isa++) {
+            if (isa == 1 && !jq_cpu_has_avx512())
+                break;
+            jq_kernels_force_isa(isa ? JQ_ISA_AVX512 : JQ_ISA_SCALAR);
+            by_isa[isa] = logits_of(path, toks, NT, true, 2);
+            double worst = 0, scale = 0;
+            for (int i = 0; i < 700; i++) {
+                worst = fmax(worst, fabs(by_isa[isa][i] - ref[i]));
+                scale += ref[i] * ref[i];
+            }
+            scale = sqrt(scale / 700);
+            if (!(worst < 1e-4 * (1 + scale)))
+                fail_msg("%s (%s): logits differ from the naive reference by "
+                         "%g (rms %g)",
+                         cases[c].tag, isa ? "avx512" : "scalar", worst, scale);
+        }
+        jq_kernels_force_isa(isa_before);
+        if (jq_cpu_has_avx512()) {
+            double worst = 0, scale = rms(by_isa[0], 700);
+            worst = max_abs_diff(by_isa[0], by_isa[1], 700);
+            assert_true(worst < 1e-3 * scale);
+            free(by_isa[1]);
+        }
+        free(by_isa[0]);
+        free(ref);
+        jq_model_free(m);
+        free(path);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_types_agree_with_f32),
         cmocka_unit_test(test_thread_counts_agree),
         cmocka_unit_test(test_loader_rejects),
+        cmocka_unit_test(test_architectures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

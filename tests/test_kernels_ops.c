@@ -1,5 +1,6 @@
-/* test_kernels_ops.c — element-wise kernels, RoPE, attention (F32/F16 K/V
- * and eviction scoring), top-k, max-pool and F32 -> F16 rows.
+/* test_kernels_ops.c — element-wise kernels, RoPE, attention (F32/F16 K/V,
+ * eviction scoring, a K/V cache in two segments), top-k, max-pool and
+ * F32 -> F16 rows.
  *
  * Three kinds of check, after ggml's test-backend-ops:
  *   - the scalar references against hand-computed values (they are the
@@ -24,6 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "kernels.h"
 #include "ops_internal.h"
@@ -682,12 +686,44 @@ static void attn_ex_data_free(attn_ex_data *d)
     free(d->score_init);
 }
 
+/* Rows [r0, r1) of a K or V array of case c (ld elements each, gaps
+ * included) copied into a fresh allocation of their own, followed by
+ * GUARD_N elements of NaN (F16 0x7e01 or the F32 guard): a read past the
+ * segment's last row makes the output NaN and fails, and ASan sees a read
+ * past the allocation. */
+static void *kv_segment_copy(const attn_ex_case *c, const attn_ex_data *d,
+                             bool values, int64_t r0, int64_t r1)
+{
+    const bool f16 = c->kv_type == JQ_TYPE_F16;
+    const size_t es = f16 ? sizeof(uint16_t) : sizeof(float);
+    const size_t n = (size_t)((r1 - r0) * d->ld);
+    char *p = malloc((n + GUARD_N) * es);
+    assert_non_null(p);
+    const char *src = f16 ? (const char *)(values ? d->vh : d->kh)
+                          : (const char *)(values ? d->vf : d->kf);
+    memcpy(p, src + (size_t)(r0 * d->ld) * es, n * es);
+    for (size_t i = n; i < n + GUARD_N; i++) {
+        if (f16) {
+            const uint16_t nan16 = 0x7e01;
+            memcpy(p + i * es, &nan16, es);
+        } else {
+            const float g = guard_value();
+            memcpy(p + i * es, &g, es);
+        }
+    }
+    return p;
+}
+
 /* Runs fn on case c into out (n_q x hd, packed) and, when score != NULL,
  * accumulates into score (n_score floats, initialised from score_init).
- * Checks the guards after out rows, out, scratch and score. */
-static void attn_ex_run(void (*fn)(const jq_attn_args *), const attn_ex_case *c,
-                        const attn_ex_data *d, bool scoring, float *out,
-                        float *score)
+ * split < 0: one K/V segment, the arrays of d. split >= 0: keys [0, split)
+ * and [split, n_kv) in two separate copies (k0/v0 and k/v, n_kv0 = split);
+ * split_null_k0: split 0 passed as k0 = NULL instead. Checks the guards
+ * after out rows, out, scratch and score. */
+static void attn_ex_run_split(void (*fn)(const jq_attn_args *),
+                              const attn_ex_case *c, const attn_ex_data *d,
+                              bool scoring, int64_t split, bool split_null_k0,
+                              float *out, float *score)
 {
     const int64_t ld = d->ld;
     float *o = alloc_strided(c->n_q, ld), *scratch = alloc_guarded(c->n_kv);
@@ -697,7 +733,7 @@ static void attn_ex_run(void (*fn)(const jq_attn_args *), const attn_ex_case *c,
         memcpy(sc, d->score_init, (size_t)c->n_score * sizeof *sc);
     }
     const bool f16 = c->kv_type == JQ_TYPE_F16;
-    const jq_attn_args a = {
+    jq_attn_args a = {
         .q = d->q, .ldq = ld, .n_q = c->n_q, .kv_type = c->kv_type,
         .k = f16 ? (const void *)d->kh : d->kf,
         .v = f16 ? (const void *)d->vh : d->vf, .ldk = ld, .ldv = ld,
@@ -705,7 +741,25 @@ static void attn_ex_run(void (*fn)(const jq_attn_args *), const attn_ex_case *c,
         .scale = 1.0f / sqrtf((float)c->hd), .causal_base = c->causal_base,
         .out = o, .ldo = ld, .scratch = scratch, .score = sc,
         .score_row0 = c->row0, .score_row1 = c->row1, .n_score = c->n_score};
+    void *k0 = NULL, *v0 = NULL, *k1 = NULL, *v1 = NULL;
+    if (split >= 0) {
+        k1 = kv_segment_copy(c, d, false, split, c->n_kv);
+        v1 = kv_segment_copy(c, d, true, split, c->n_kv);
+        a.k = k1;
+        a.v = v1;
+        a.n_kv0 = split;
+        if (!(split == 0 && split_null_k0)) {
+            k0 = kv_segment_copy(c, d, false, 0, split);
+            v0 = kv_segment_copy(c, d, true, 0, split);
+            a.k0 = k0;
+            a.v0 = v0;
+        }
+    }
     fn(&a);
+    free(k0);
+    free(v0);
+    free(k1);
+    free(v1);
     char *what = jqt_fmt("attention_ex %s n_q %lld n_kv %lld hd %d base %lld",
                          f16 ? "f16" : "f32", (long long)c->n_q,
                          (long long)c->n_kv, c->hd, (long long)c->causal_base);
@@ -726,6 +780,13 @@ static void attn_ex_run(void (*fn)(const jq_attn_args *), const attn_ex_case *c,
     free(o);
     free(scratch);
     free(sc);
+}
+
+static void attn_ex_run(void (*fn)(const jq_attn_args *), const attn_ex_case *c,
+                        const attn_ex_data *d, bool scoring, float *out,
+                        float *score)
+{
+    attn_ex_run_split(fn, c, d, scoring, -1, false, out, score);
 }
 
 /* The oracle: outputs in double, and the scores as an explicit
@@ -1058,6 +1119,161 @@ static void test_attention_ex_out_aliases_q(void **state)
                                 (size_t)c.hd * sizeof(float));
         attn_ex_data_free(&d);
     }
+}
+
+/* =========================================== attention_ex, two segments */
+
+/* A K/V cache split into a shared prefix (k0/v0, n_kv0 keys) and the rest
+ * (k/v) must give exactly what the same keys in one array give: outputs
+ * and scores bit for bit, on the reference and on the AVX-512 path alike
+ * (the fast path makes each key's arithmetic depend on its global index
+ * only, see attention_avx512.c). The split points cover an empty and a
+ * full prefix, splits inside and at the end of a 4-key block and at odd and
+ * even keys (the value sum's two accumulators), and causal rows that see
+ * only part of the prefix. Also, the fast path on two segments against the
+ * reference on two segments, with the single-segment tolerances. */
+static void attn_split_case(const attn_ex_case *c, uint64_t seed,
+                            int64_t *checked)
+{
+    attn_ex_data d;
+    attn_ex_data_make(c, seed, &d);
+    const size_t no = (size_t)(c->n_q * c->hd) + 1,
+                 ns = (size_t)c->n_score + 1;
+    float *want = malloc(no * sizeof *want), *got = malloc(no * sizeof *got);
+    float *rout = malloc(no * sizeof *rout);
+    float *wsc = malloc(ns * sizeof *wsc), *gsc = malloc(ns * sizeof *gsc);
+    float *rsc = malloc(ns * sizeof *rsc);
+    assert_true(want && got && rout && wsc && gsc && rsc);
+    const int64_t nkv = c->n_kv;
+    const int64_t splits[] = {0, 1, 2, 3, 4, 5, 7, nkv / 2, nkv - 1, nkv};
+    for (int path = 0; path < 2; path++) {
+        if (path == 1 && !jq_cpu_has_avx512())
+            continue;
+        void (*fn)(const jq_attn_args *) =
+            path ? jq_avx512_attention_ex : jq_ref_attention_ex;
+        for (int scoring = 0; scoring < 2; scoring++) {
+            attn_ex_run(fn, c, &d, scoring, want, scoring ? wsc : NULL);
+            for (size_t si = 0; si < NELEMS(splits); si++) {
+                const int64_t sp = splits[si];
+                if (sp < 0 || sp > nkv)
+                    continue;
+                for (int null_k0 = 0; null_k0 < (sp == 0 ? 2 : 1);
+                     null_k0++) {
+                    char *label = jqt_fmt(
+                        "%s %s split %lld%s n_q %lld n_kv %lld hd %d base "
+                        "%lld rows [%lld,%lld) n_score %lld%s",
+                        path ? "avx512" : "ref",
+                        c->kv_type == JQ_TYPE_F16 ? "f16" : "f32",
+                        (long long)sp, null_k0 ? " (k0 NULL)" : "",
+                        (long long)c->n_q, (long long)nkv, c->hd,
+                        (long long)c->causal_base, (long long)c->row0,
+                        (long long)c->row1, (long long)c->n_score,
+                        scoring ? " scoring" : "");
+                    attn_ex_run_split(fn, c, &d, scoring, sp, null_k0, got,
+                                      scoring ? gsc : NULL);
+                    if (memcmp(got, want, (no - 1) * sizeof *got) != 0)
+                        fail_msg("%s: output differs from one segment",
+                                 label);
+                    if (scoring &&
+                        memcmp(gsc, wsc, (ns - 1) * sizeof *gsc) != 0)
+                        fail_msg("%s: scores differ from one segment",
+                                 label);
+                    if (path == 1) {
+                        /* fast path vs reference, both split */
+                        attn_ex_run_split(jq_ref_attention_ex, c, &d,
+                                          scoring, sp, null_k0, rout,
+                                          scoring ? rsc : NULL);
+                        compare(label, got, rout, c->n_q * c->hd, 1e-10,
+                                1e-5);
+                        for (int64_t j = 0; scoring && j < c->n_score; j++)
+                            if (!(fabs((double)gsc[j] - rsc[j]) <=
+                                  1e-6 + 4e-7 * fabs((double)rsc[j])))
+                                fail_msg("%s: score[%lld] %.9g vs reference "
+                                         "%.9g",
+                                         label, (long long)j, (double)gsc[j],
+                                         (double)rsc[j]);
+                    }
+                    free(label);
+                    (*checked)++;
+                }
+            }
+        }
+    }
+    free(want);
+    free(got);
+    free(rout);
+    free(wsc);
+    free(gsc);
+    free(rsc);
+    attn_ex_data_free(&d);
+}
+
+static void test_attention_ex_two_segments(void **state)
+{
+    (void)state;
+    const int hds[] = {1, 17, 64, 128};
+    const int64_t nkvs[] = {1, 2, 9, 40, 301};
+    const int64_t nqs[] = {1, 6};
+    const uint32_t types[] = {JQ_TYPE_F32, JQ_TYPE_F16};
+    uint64_t seed = 9000;
+    int64_t checked = 0;
+    for (size_t t = 0; t < NELEMS(types); t++)
+        for (size_t a = 0; a < NELEMS(hds); a++)
+            for (size_t b = 0; b < NELEMS(nkvs); b++)
+                for (size_t q = 0; q < NELEMS(nqs); q++) {
+                    const int64_t nq = nqs[q], nkv = nkvs[b];
+                    /* decode, prefill ending at the last key, rows seeing
+                     * 1.. keys (less than most prefixes), rows seeing 0.. */
+                    const int64_t bases[] = {nkv - 1, nkv - nq, 0, -1};
+                    for (size_t bi = 0; bi < NELEMS(bases); bi++) {
+                        /* scoring: every key, or a prefix of them */
+                        const int64_t nsc = bi % 2 ? nkv / 2 + 1 : nkv;
+                        const attn_ex_case c = {nq,     nkv,     bases[bi],
+                                                hds[a], types[t], 0,
+                                                nq,     nsc};
+                        attn_split_case(&c, seed++, &checked);
+                    }
+                }
+    print_message("attention_ex two segments: %lld split runs identical to "
+                  "one segment\n",
+                  (long long)checked);
+}
+
+/* n_kv0 outside [0, n_kv] with k0 set is a caller bug: both paths abort
+ * (checked in a child process) instead of reading past a segment. */
+static void test_attention_ex_bad_split_aborts(void **state)
+{
+    (void)state;
+    const attn_ex_case c = {1, 8, 7, 16, JQ_TYPE_F32, 0, 0, 0};
+    attn_ex_data d;
+    attn_ex_data_make(&c, 77, &d);
+    float out[16], scratch[8];
+    const int64_t bad[] = {9, -1};
+    for (int path = 0; path < 2; path++) {
+        if (path == 1 && !jq_cpu_has_avx512())
+            continue;
+        for (size_t b = 0; b < NELEMS(bad); b++) {
+            const jq_attn_args a = {
+                .q = d.q, .ldq = d.ld, .n_q = 1, .kv_type = JQ_TYPE_F32,
+                .k = d.kf, .v = d.vf, .ldk = d.ld, .ldv = d.ld, .n_kv = 8,
+                .head_dim = 16, .scale = 0.25f, .causal_base = 7,
+                .out = out, .ldo = 16, .scratch = scratch, .k0 = d.kf,
+                .v0 = d.vf, .n_kv0 = bad[b]};
+            fflush(NULL);
+            const pid_t pid = fork();
+            assert_true(pid >= 0);
+            if (pid == 0) {
+                (path ? jq_avx512_attention_ex : jq_ref_attention_ex)(&a);
+                _exit(0); /* returned: not caught */
+            }
+            int st = 0;
+            assert_int_equal(waitpid(pid, &st, 0), pid);
+            if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT))
+                fail_msg("%s n_kv0 %lld: did not abort (status %d)",
+                         path ? "avx512" : "ref", (long long)bad[b], st);
+        }
+    }
+    attn_ex_data_free(&d);
 }
 
 /* ============================================ element-wise, random */
@@ -1703,6 +1919,8 @@ int main(void)
         cmocka_unit_test(test_attention_is_ex_f32),
         cmocka_unit_test(test_attention_ex_score_sums),
         cmocka_unit_test(test_attention_ex_out_aliases_q),
+        cmocka_unit_test(test_attention_ex_two_segments),
+        cmocka_unit_test(test_attention_ex_bad_split_aborts),
         cmocka_unit_test(test_eltwise_avx512_vs_ref),
         cmocka_unit_test(test_eltwise_dispatch_vs_ref),
         cmocka_unit_test(test_softmax_masked_avx512),
