@@ -166,3 +166,71 @@ format:
 	clang-format -i $(KERNEL_SRC) $(ENGINE_SRC) $(CLI_SRC) $(TEST_SRC) kernels/*.h engine/*.h client/*.h
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+
+# ---------------------------------------------------------------- install
+#
+#   make install [PREFIX=/usr/local] [DESTDIR=...]
+#
+# Installs judgeq, judgeqd (when built), libjudgeq.so.0 (+ the .so link for
+# linking), judgeq.h and judgeq_kv_layout.h, judgeq.pc, the systemd units,
+# the sysusers.d/tmpfiles.d snippets and the man pages. The unit's
+# ExecStart is rewritten to $(BINDIR)/judgeqd. systemd reads units,
+# sysusers.d and tmpfiles.d under /usr/local/lib as well as /usr/lib, so
+# both prefixes work; after installing to the live system run
+# `systemd-sysusers && systemd-tmpfiles --create && systemctl daemon-reload`.
+
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BINDIR      ?= $(PREFIX)/bin
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+MANDIR      ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+SYSTEMDDIR  ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+JQ_PC_VERSION := $(shell sed -n 's/^\#define JQ_VERSION "\(.*\)"/\1/p' client/cli.h)
+
+# libjudgeq.so exports judgeq_* only (client/lib/libjudgeq.map says why).
+$(CLIENT_SO): LDFLAGS += -Wl,--version-script=$(ROOT)/client/lib/libjudgeq.map
+
+.PHONY: install
+install: $(JUDGEQ) $(JUDGEQD) $(CLIENT_SO)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	  $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	  $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(JUDGEQ) $(DESTDIR)$(BINDIR)/judgeq
+	$(if $(JUDGEQD),install -m 0755 $(JUDGEQD) $(DESTDIR)$(BINDIR)/judgeqd)
+	install -m 0755 $(CLIENT_SO) $(DESTDIR)$(LIBDIR)/libjudgeq.so.0
+	ln -sf libjudgeq.so.0 $(DESTDIR)$(LIBDIR)/libjudgeq.so
+	install -m 0644 client/judgeq.h client/judgeq_kv_layout.h $(DESTDIR)$(INCLUDEDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(JQ_PC_VERSION)|' \
+	    client/judgeq.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/judgeq.pc
+	sed -e 's|/usr/local/bin/judgeqd|$(BINDIR)/judgeqd|' systemd/judgeqd.service \
+	    > $(DESTDIR)$(SYSTEMDDIR)/judgeqd.service
+	install -m 0644 systemd/judgeqd.socket $(DESTDIR)$(SYSTEMDDIR)/judgeqd.socket
+	install -m 0644 systemd/judgeq.sysusers $(DESTDIR)$(SYSUSERSDIR)/judgeq.conf
+	install -m 0644 systemd/judgeqd.tmpfiles $(DESTDIR)$(TMPFILESDIR)/judgeqd.conf
+	install -m 0644 docs/judgeq.1 $(DESTDIR)$(MANDIR)/man1/judgeq.1
+	install -m 0644 docs/judgeqd.8 $(DESTDIR)$(MANDIR)/man8/judgeqd.8
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/judgeq.pc $(DESTDIR)$(SYSTEMDDIR)/judgeqd.service
+
+# Kernel benchmarks (bench/, not tests): decode GEMV GB/s and prefill GEMM
+# GFLOP/s per weight type, and the machine's read bandwidth to compare them
+# with. Built with the AVX-512 flags for this machine and run at once;
+# BENCH_ARGS passes options to kernel_bench (e.g. BENCH_ARGS=--quick).
+.PHONY: bench-kernels
+bench-kernels: $(B)/bench/kernel_bench $(B)/bench/stream_read $(B)/bench/insn_throughput
+	$(B)/bench/insn_throughput
+	$(B)/bench/stream_read --threads 1
+	$(B)/bench/stream_read --threads 2
+	$(B)/bench/kernel_bench $(BENCH_ARGS)
+
+$(B)/bench/kernel_bench: bench/kernel_bench.c $(KERNEL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512FLAGS) -o $@ $< $(KERNEL_LIB) $(LDFLAGS) $(LIBS)
+
+$(B)/bench/stream_read $(B)/bench/insn_throughput: $(B)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512FLAGS) -o $@ $< $(LDFLAGS)

@@ -96,17 +96,16 @@ int jq_kv_export(const jq_kv_store *s, const char *name,
         .magic = JQ_KV_EXPORT_MAGIC,
         .version = JQ_KV_EXPORT_VERSION,
         .header_bytes = sizeof(jq_kv_export_header),
-        .head_record_bytes = sizeof(jq_kv_export_head),
+        .entry_bytes = sizeof(jq_kv_export_head),
         .n_layer = (uint32_t)s->n_layer,
         .n_head_kv = (uint32_t)s->n_head_kv,
         .head_dim = (uint32_t)s->head_dim,
-        .kv_type = s->type == JQ_TYPE_F16 ? 1u : 0u,
-        .elem_bytes = (uint32_t)s->elem_size,
-        .heads_offset = sizeof(jq_kv_export_header),
+        .elem_type = s->type == JQ_TYPE_F16 ? JUDGEQ_KV_F16 : JUDGEQ_KV_F32,
+        .table_offset = sizeof(jq_kv_export_header),
         .total_bytes = total,
     };
     memcpy(map, &hdr, sizeof hdr);
-    memcpy(map + hdr.heads_offset, rec, heads * sizeof *rec);
+    memcpy(map + hdr.table_offset, rec, heads * sizeof *rec);
     for (size_t h = 0; h < heads; h++) {
         int32_t pre = s->prefix ? s->prefix->len[h] : 0;
         uint8_t *k = map + rec[h].keys_offset;
@@ -136,7 +135,7 @@ int jq_kv_export(const jq_kv_store *s, const char *name,
         layout->n_layer = hdr.n_layer;
         layout->n_head_kv = hdr.n_head_kv;
         layout->head_dim = hdr.head_dim;
-        layout->kv_type = hdr.kv_type ? JUDGEQ__KV_TYPE__KV_F16
+        layout->kv_type = hdr.elem_type ? JUDGEQ__KV_TYPE__KV_F16
                                       : JUDGEQ__KV_TYPE__KV_F32;
         layout->total_bytes = total;
         layout->heads = calloc(heads, sizeof *layout->heads);

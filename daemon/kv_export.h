@@ -11,9 +11,8 @@
  * client may use either. Little-endian, fixed-size fields, sizes pinned by
  * static_assert: the struct is a contract.
  *
- * NOTE for the client library: client/judgeq_kv_layout.h is meant to hold
- * this layout; until it lands on main this daemon-side definition is the
- * reference, and the two must stay byte-identical.
+ * The header and the head records are those of client/judgeq_kv_layout.h,
+ * shared with libjudgeq (which checks them before a client reads a byte).
  */
 #ifndef JQ_DAEMON_KV_EXPORT_H
 #define JQ_DAEMON_KV_EXPORT_H
@@ -23,39 +22,16 @@
 #include <stdint.h>
 
 #include "judgeq.pb-c.h"
+#include "judgeq_kv_layout.h"
 #include "kernels.h"
 #include "kv_store.h"
 
-#define JQ_KV_EXPORT_MAGIC 0x564b514au /* "JQKV" little-endian */
-#define JQ_KV_EXPORT_VERSION 1u
-#define JQ_KV_EXPORT_ALIGN 64u
+#define JQ_KV_EXPORT_MAGIC JUDGEQ_KV_LAYOUT_MAGIC
+#define JQ_KV_EXPORT_VERSION JUDGEQ_KV_LAYOUT_VERSION
+#define JQ_KV_EXPORT_ALIGN JUDGEQ_KV_ALIGN
 
-typedef struct {
-    uint32_t magic;            /* JQ_KV_EXPORT_MAGIC */
-    uint32_t version;          /* JQ_KV_EXPORT_VERSION */
-    uint32_t header_bytes;     /* sizeof(jq_kv_export_header) */
-    uint32_t head_record_bytes;/* sizeof(jq_kv_export_head) */
-    uint32_t n_layer;
-    uint32_t n_head_kv;
-    uint32_t head_dim;
-    uint32_t kv_type;          /* 0 = F32, 1 = F16 (KvType) */
-    uint32_t elem_bytes;       /* 4 or 2 */
-    uint32_t reserved;
-    uint64_t heads_offset;     /* the head records */
-    uint64_t total_bytes;      /* size of the memfd */
-} jq_kv_export_header;
-static_assert(sizeof(jq_kv_export_header) == 56, "KV export header layout");
-
-typedef struct {
-    uint32_t layer;
-    uint32_t kv_head;
-    uint32_t length;           /* entries */
-    uint32_t reserved;
-    uint64_t keys_offset;      /* bytes from the start of the memfd */
-    uint64_t values_offset;
-    uint64_t positions_offset;
-} jq_kv_export_head;
-static_assert(sizeof(jq_kv_export_head) == 40, "KV export head layout");
+typedef judgeq_kv_layout_header jq_kv_export_header;
+typedef judgeq_kv_head_entry jq_kv_export_head;
 
 /* Copies every visible entry of s into a new sealed memfd named name
  * (MFD_CLOEXEC | MFD_ALLOW_SEALING; sealed F_SEAL_SHRINK | F_SEAL_GROW |
