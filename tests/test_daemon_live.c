@@ -1156,9 +1156,14 @@ static void test_export_kv(void **state)
     const uint8_t *map = mmap(NULL, lay->total_bytes, PROT_READ, MAP_SHARED,
                               mfd, 0);
     assert_true(map != MAP_FAILED);
-    jq_kv_export_header hdr;
+    judgeq_kv_layout_header hdr;
     memcpy(&hdr, map, sizeof hdr);
-    assert_int_equal(hdr.magic, JQ_KV_EXPORT_MAGIC);
+    assert_int_equal(hdr.magic, JUDGEQ_KV_LAYOUT_MAGIC);
+    assert_int_equal(hdr.version, JUDGEQ_KV_LAYOUT_VERSION);
+    assert_int_equal(hdr.header_bytes, sizeof hdr);
+    assert_int_equal(hdr.entry_bytes, sizeof(judgeq_kv_head_entry));
+    assert_int_equal(hdr.elem_type, JUDGEQ_KV_F32);
+    assert_int_equal(hdr.session_id, sid);
     assert_int_equal(hdr.total_bytes, lay->total_bytes);
     assert_int_equal(hdr.n_layer, lay->n_layer);
 
