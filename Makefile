@@ -86,7 +86,7 @@ build-all: $(JUDGEQ) $(JUDGEQD) $(CLIENT_SO) $(TEST_BIN)
 # as root directly, otherwise through sudo.
 DEB_PACKAGES := gcc make pkg-config libopenblas-pthread-dev libjansson-dev \
                 libcmocka-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler \
-                libhwloc-dev libsystemd-dev valgrind
+                libhwloc-dev libsystemd-dev valgrind gnuplot-nox
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -215,6 +215,25 @@ install: $(JUDGEQ) $(JUDGEQD) $(CLIENT_SO)
 	install -m 0644 docs/judgeq.1 $(DESTDIR)$(MANDIR)/man1/judgeq.1
 	install -m 0644 docs/judgeqd.8 $(DESTDIR)$(MANDIR)/man8/judgeqd.8
 	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/judgeq.pc $(DESTDIR)$(SYSTEMDDIR)/judgeqd.service
+
+# Kernel benchmarks (bench/, not tests): decode GEMV GB/s and prefill GEMM
+# GFLOP/s per weight type, and the machine's read bandwidth to compare them
+# with. Built with the AVX-512 flags for this machine and run at once;
+# BENCH_ARGS passes options to kernel_bench (e.g. BENCH_ARGS=--quick).
+.PHONY: bench-kernels
+bench-kernels: $(B)/bench/kernel_bench $(B)/bench/stream_read $(B)/bench/insn_throughput
+	$(B)/bench/insn_throughput
+	$(B)/bench/stream_read --threads 1
+	$(B)/bench/stream_read --threads 2
+	$(B)/bench/kernel_bench $(BENCH_ARGS)
+
+$(B)/bench/kernel_bench: bench/kernel_bench.c $(KERNEL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512FLAGS) -o $@ $< $(KERNEL_LIB) $(LDFLAGS) $(LIBS)
+
+$(B)/bench/stream_read $(B)/bench/insn_throughput: $(B)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512FLAGS) -o $@ $< $(LDFLAGS)
 
 # ------------------------------------------------------------------ fuzzing
 #

@@ -64,10 +64,12 @@ int jq_cli_default_threads(void);
 
 int jq_cmd_run(int argc, char **argv);
 int jq_cmd_hitrate(int argc, char **argv);
+int jq_cmd_eval(int argc, char **argv);
 int jq_cmd_bench(int argc, char **argv);
 int jq_cmd_tokenize(int argc, char **argv);
 int jq_cmd_logits(int argc, char **argv);
 int jq_cmd_gen_model(int argc, char **argv);
 int jq_cmd_soft_init(int argc, char **argv);
+int jq_cmd_train(int argc, char **argv);
 
 #endif

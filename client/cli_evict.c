@@ -1,6 +1,7 @@
 /* cli_evict.c — see cli_evict.h. */
 #include "cli_evict.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -111,4 +112,28 @@ jq_evict_spec jq_cli_evict_spec(const jq_cmd_info *I, const jq_cli_evict *e)
     if (e->policy != JQ_EVICT_FULL && jq_evict_spec_check(&s, err, sizeof err) != 0)
         jq_cli_usage_error(I, "%s", err);
     return s;
+}
+
+int jq_cli_parse_policies(const jq_cmd_info *I, const char *list,
+                          jq_evict_policy *out)
+{
+    char *copy = strdup(list), *save = NULL;
+    if (!copy)
+        jq_cli_fail(I, "out of memory");
+    int n = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int p = jq_evict_policy_from_name(t);
+        if (p < 0)
+            jq_cli_usage_error(I, "unknown policy '%s' in --policies (full, "
+                                  "streaming, h2o, snapkv, pyramidkv, adakv, "
+                                  "judgeq, oracle)", t);
+        for (int i = 0; i < n; i++)
+            if (out[i] == (jq_evict_policy)p)
+                jq_cli_usage_error(I, "policy '%s' is listed twice", t);
+        out[n++] = (jq_evict_policy)p;
+    }
+    free(copy);
+    if (n == 0)
+        jq_cli_usage_error(I, "--policies is empty");
+    return n;
 }

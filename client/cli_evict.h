@@ -68,4 +68,10 @@ jq_evict_spec jq_cli_evict_spec(const jq_cmd_info *cmd, const jq_cli_evict *e);
 jq_evict_spec jq_cli_evict_spec_for(const jq_cli_evict *e,
                                     jq_evict_policy policy);
 
+/* Parses a comma-separated list of policy names (--policies) into out
+ * (room for JQ_EVICT_COUNT_) and returns how many; usage error on an
+ * unknown name, a repeated one, or an empty list. */
+int jq_cli_parse_policies(const jq_cmd_info *cmd, const char *list,
+                          jq_evict_policy *out);
+
 #endif

@@ -23,7 +23,8 @@ static const jq_cmd_info gen_info = {
     "      --n-ff N        feed-forward length (default 128)\n"
     "      --n-vocab N     vocabulary size, at least 260 (default 512)\n"
     "      --ctx N         context length (default 512)\n"
-    "      --type T        weight type: f32, f16, bf16, q8_0 (default f32)\n"
+    "      --type T        weight type: f32, f16, bf16, q8_0, q4_0, q4_k,\n"
+    "                      q6_k (default f32; k-quants need multiples of 256)\n"
     "      --rope-base F   RoPE frequency base (default 10000)\n"
     "      --arch A        llama (default) or qwen2 (q/k/v biases, NEOX RoPE)\n"
     "      --rope-freqs    add Llama 3.1-style rope_freqs.weight (RoPE scaling)\n"
@@ -86,8 +87,10 @@ int jq_cmd_gen_model(int argc, char **argv)
         case OPT_TYPE: {
             int t = jq_type_from_name(optarg);
             if (t != JQ_TYPE_F32 && t != JQ_TYPE_F16 && t != JQ_TYPE_BF16 &&
-                t != JQ_TYPE_Q8_0)
-                jq_cli_usage_error(I, "--type must be f32, f16, bf16 or q8_0, got '%s'",
+                t != JQ_TYPE_Q8_0 && t != JQ_TYPE_Q4_0 && t != JQ_TYPE_Q4_K &&
+                t != JQ_TYPE_Q6_K)
+                jq_cli_usage_error(I, "--type must be f32, f16, bf16, q8_0, "
+                                      "q4_0, q4_k or q6_k, got '%s'",
                                    optarg);
             p.type = (uint32_t)t;
             break;

@@ -18,9 +18,9 @@
 
 #include "cli.h"
 #include "cli_evict.h"
+#include "metrics.h"
 #include "model.h"
 #include "prefill.h"
-#include "sample.h"
 #include "soft_tokens.h"
 #include "thread_pool.h"
 
@@ -55,25 +55,6 @@ typedef struct {
     jq_evict_policy list[JQ_EVICT_COUNT_];
     int n_list;
 } hitrate_opts;
-
-static void parse_policies(const jq_cmd_info *I, hitrate_opts *o)
-{
-    char *copy = strdup(o->policies), *save = NULL;
-    if (!copy)
-        jq_cli_fail(I, "out of memory");
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        int p = jq_evict_policy_from_name(t);
-        if (p < 0)
-            jq_cli_usage_error(I, "unknown policy '%s' in --policies", t);
-        for (int i = 0; i < o->n_list; i++)
-            if (o->list[i] == (jq_evict_policy)p)
-                jq_cli_usage_error(I, "policy '%s' is listed twice", t);
-        o->list[o->n_list++] = (jq_evict_policy)p;
-    }
-    free(copy);
-    if (o->n_list == 0)
-        jq_cli_usage_error(I, "--policies is empty");
-}
 
 static void parse(int argc, char **argv, hitrate_opts *o)
 {
@@ -129,7 +110,7 @@ static void parse(int argc, char **argv, hitrate_opts *o)
         jq_cli_usage_error(I, "--budget B is required");
     if (!o->policies)
         jq_cli_usage_error(I, "--policies LIST is required");
-    parse_policies(I, o);
+    o->n_list = jq_cli_parse_policies(I, o->policies, o->list);
     bool judgeq = false;
     for (int i = 0; i < o->n_list; i++) {
         judgeq |= o->list[i] == JQ_EVICT_JUDGEQ;
@@ -176,66 +157,37 @@ int jq_cmd_hitrate(int argc, char **argv)
                                           (int32_t)L + extra, o.evict.kv_type,
                                           pool, err, sizeof err)
                        : NULL;
-    float *logits = malloc(sizeof(float) * (size_t)hp->n_vocab);
-    int32_t *gen = malloc(sizeof(int32_t) * (size_t)o.n_predict);
-    size_t n_raw = (size_t)hp->n_layer * hp->n_head * L;
-    float *target = malloc(sizeof(float) * n_raw);
-    float *raw = malloc(sizeof(float) * n_raw);
-    jq_kept *oracle = jq_kept_new(hp->n_layer, hp->n_head_kv, (int32_t)L);
     jq_kept *kept = jq_kept_new(hp->n_layer, hp->n_head_kv, (int32_t)L);
     if (!ctx)
         jq_cli_fail(I, "%s", pool ? err : "cannot start threads");
-    if (!logits || !gen || !target || !raw || !oracle || !kept)
+    if (!kept)
         jq_cli_fail(I, "out of memory for a prompt of %zu tokens", L);
 
-    /* the reference continuation: greedy, full cache */
-    if (jq_ctx_eval(ctx, ids, (int32_t)L, logits, err, sizeof err) != 0)
-        jq_cli_fail(I, "%s", err);
-    for (int32_t i = 0; i < o.n_predict; i++) {
-        gen[i] = jq_argmax(logits, hp->n_vocab);
-        if (i + 1 < o.n_predict &&
-            jq_ctx_eval(ctx, &gen[i], 1, logits, err, sizeof err) != 0)
-            jq_cli_fail(I, "%s", err);
-    }
+    /* the reference continuation (greedy, full cache) and its attention
+     * over the prompt, which defines the oracle set */
+    jq_metrics_ref ref;
+    if (jq_metrics_reference(ctx, ids, (int32_t)L, o.n_predict, false, &ref,
+                             err, sizeof err) != 0)
+        jq_cli_fail(I, "reference: %s", err);
 
-    /* the oracle set: the generated tokens' attention, top B */
     jq_prefill_params pp = {
-        .spec = jq_cli_evict_spec_for(&o.evict, JQ_EVICT_ORACLE),
-        .oracle_tokens = gen,
-        .n_oracle = o.n_predict,
         .soft_embd = soft ? soft->emb : NULL,
         .n_soft = soft ? soft->n : 0,
         .kv_type = o.evict.kv_type,
     };
-    if (jq_prefill_scores(ctx, ids, (int32_t)L, &pp, target, NULL, err,
-                          sizeof err) != 0 ||
-        jq_evict_select(&pp.spec, hp->n_layer, hp->n_head, hp->n_head_kv,
-                        (int32_t)L, target, oracle, err, sizeof err) != 0)
-        jq_cli_fail(I, "oracle: %s", err);
-
     json_t *hits = json_object(), *mass = json_object();
     for (int i = 0; i < o.n_list; i++) {
-        pp.spec = jq_cli_evict_spec_for(&o.evict, o.list[i]);
-        const float *scores = NULL;
-        if (jq_evict_needs_scores(o.list[i])) {
-            if (o.list[i] == JQ_EVICT_ORACLE) {
-                scores = target;
-            } else {
-                if (jq_prefill_scores(ctx, ids, (int32_t)L, &pp, raw, NULL,
-                                      err, sizeof err) != 0)
-                    jq_cli_fail(I, "%s: %s", jq_evict_policy_name(o.list[i]),
-                                err);
-                scores = raw;
-            }
-        }
-        if (jq_evict_select(&pp.spec, hp->n_layer, hp->n_head, hp->n_head_kv,
-                            (int32_t)L, scores, kept, err, sizeof err) != 0)
-            jq_cli_fail(I, "%s: %s", jq_evict_policy_name(o.list[i]), err);
         const char *name = jq_evict_policy_name(o.list[i]);
-        json_object_set_new(hits, name, json_real(jq_evict_hit_rate(kept, oracle)));
-        json_object_set_new(mass, name,
-                            json_real(jq_evict_mass_recall(kept, target, hp->n_head,
-                                                           pp.spec.gqa_reduce)));
+        pp.spec = jq_cli_evict_spec_for(&o.evict, o.list[i]);
+        double hit, recall;
+        if (jq_metrics_policy_kept(ctx, ids, &ref, &pp, kept, err,
+                                   sizeof err) != 0 ||
+            jq_metrics_coverage(&ref, kept, o.evict.budget,
+                                pp.spec.gqa_reduce, &hit, &recall, err,
+                                sizeof err) != 0)
+            jq_cli_fail(I, "%s: %s", name, err);
+        json_object_set_new(hits, name, json_real(hit));
+        json_object_set_new(mass, name, json_real(recall));
     }
     json_t *root = json_object();
     json_object_set_new(root, "prompt_tokens", json_integer((json_int_t)L));
@@ -249,12 +201,8 @@ int jq_cmd_hitrate(int argc, char **argv)
     free(s);
     json_decref(root);
 
+    jq_metrics_ref_free(&ref);
     jq_kept_free(kept);
-    jq_kept_free(oracle);
-    free(raw);
-    free(target);
-    free(gen);
-    free(logits);
     jq_ctx_free(ctx);
     jq_thread_pool_free(pool);
     jq_soft_tokens_free(soft);

@@ -122,6 +122,10 @@ int jq_request_evict_spec(const Judgeq__EvictionSpec *e, jq_evict_spec *spec,
         return fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
                     "prefill.eviction.policy %d is not a policy (0..%d)",
                     policy, (int)JQ_EVICT_COUNT_ - 1);
+    if (e->soft_path)
+        return fail(err, JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
+                    "prefill.eviction.soft_path: this daemon opens no client "
+                    "paths (it has no --allow-path); it uses its own --soft");
     if (policy == JQ_EVICT_ORACLE)
         return fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
                     "prefill.eviction.policy oracle observes the tokens it "

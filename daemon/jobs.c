@@ -286,7 +286,7 @@ static bool run_export(jq_job *job)
     snprintf(name, sizeof name, "judgeq-kv-export:session-%llu",
              (unsigned long long)s->id);
     Judgeq__KvLayout *layout = NULL;
-    int fd = jq_kv_export(s->store, name, &layout, err, sizeof err);
+    int fd = jq_kv_export(s->store, name, s->id, &layout, err, sizeof err);
     if (fd < 0)
         return finish(job, JUDGEQ__ERROR_CODE__RESOURCE_EXHAUSTED,
                       "export_kv: %s", err);

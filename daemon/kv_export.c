@@ -46,7 +46,7 @@ static void copy_head(const jq_kv_store *s, size_t h, int32_t n, uint8_t *k,
     memcpy(pos, s->pos + first, (size_t)n * sizeof(int32_t));
 }
 
-int jq_kv_export(const jq_kv_store *s, const char *name,
+int jq_kv_export(const jq_kv_store *s, const char *name, uint64_t session_id,
                  Judgeq__KvLayout **layout_out, char *err, size_t errlen)
 {
     size_t heads = (size_t)s->n_layer * (size_t)s->n_head_kv;
@@ -103,6 +103,7 @@ int jq_kv_export(const jq_kv_store *s, const char *name,
         .elem_type = s->type == JQ_TYPE_F16 ? JUDGEQ_KV_F16 : JUDGEQ_KV_F32,
         .table_offset = sizeof(jq_kv_export_header),
         .total_bytes = total,
+        .session_id = session_id,
     };
     memcpy(map, &hdr, sizeof hdr);
     memcpy(map + hdr.table_offset, rec, heads * sizeof *rec);

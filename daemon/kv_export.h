@@ -38,7 +38,7 @@ typedef judgeq_kv_head_entry jq_kv_export_head;
  * F_SEAL_WRITE | F_SEAL_SEAL after the writable mapping is gone). Returns the
  * fd and, when layout is non-NULL, the same layout as a protobuf KvLayout
  * (free with jq_kv_export_layout_free). -1 with a message on failure. */
-int jq_kv_export(const jq_kv_store *s, const char *name,
+int jq_kv_export(const jq_kv_store *s, const char *name, uint64_t session_id,
                  Judgeq__KvLayout **layout, char *err, size_t errlen);
 void jq_kv_export_layout_free(Judgeq__KvLayout *layout);
 

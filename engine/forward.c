@@ -40,6 +40,9 @@ struct jq_ctx {
     float *proj;    /* (max_batch, n_embd) attention / FFN projection */
     float *hb;      /* (max_batch, n_ff) gate, then silu(gate) * up */
     float *hb2;     /* (max_batch, n_ff) up */
+    void *xq;       /* (max_batch, xq_row_bytes) int8-quantized input rows
+                     * for the integer weight types (jq_quantize_act) */
+    size_t xq_row_bytes; /* the widest row of any matrix (buffer sizing) */
     float *scratch; /* per thread: GEMM panel or attention scores */
     size_t scratch_floats; /* per thread, padded to a cache line */
     int32_t scratch_kv;    /* attention keys the scratch can score */
@@ -54,6 +57,33 @@ static void *alloc_floats(size_t n)
 }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* The largest quantized-activation row any matrix of m needs (0 when no
+ * matrix has an integer weight type). */
+static size_t widest_act_row(const jq_model *m)
+{
+    size_t widest = 0;
+    const jq_matrix *mats[9];
+    for (int l = -1; l < m->hp.n_layer; l++) {
+        int n = 0;
+        if (l < 0) {
+            mats[n++] = &m->output;
+        } else {
+            const jq_layer *ly = &m->layers[l];
+            mats[n++] = &ly->wq, mats[n++] = &ly->wk, mats[n++] = &ly->wv;
+            mats[n++] = &ly->wo, mats[n++] = &ly->w_gate;
+            mats[n++] = &ly->w_up, mats[n++] = &ly->w_down;
+        }
+        for (int i = 0; i < n; i++) {
+            if (jq_act_kind_of(mats[i]->type) != JQ_ACT_Q8)
+                continue;
+            size_t rb = jq_act_row_bytes(mats[i]->type, mats[i]->cols);
+            if (rb > widest)
+                widest = rb;
+        }
+    }
+    return widest;
+}
 
 jq_ctx *jq_ctx_new_typed(const jq_model *m, int32_t n_ctx, int32_t max_batch,
                          uint32_t kv_type, jq_pool *pool, char *err,
@@ -101,7 +131,10 @@ jq_ctx *jq_ctx_new_typed(const jq_model *m, int32_t n_ctx, int32_t max_batch,
     c->hb = alloc_floats(B * hp->n_ff);
     c->hb2 = alloc_floats(B * hp->n_ff);
     c->scratch = alloc_floats(c->scratch_floats * (size_t)c->n_threads);
-    if (!c->own || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->att ||
+    c->xq_row_bytes = widest_act_row(m);
+    if (c->xq_row_bytes)
+        c->xq = aligned_alloc(CACHE_LINE, c->xq_row_bytes * B);
+    if ((c->xq_row_bytes && !c->xq) || !c->own || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->att ||
         !c->proj || !c->hb || !c->hb2 || !c->scratch) {
         jq_set_err(err, errlen,
                 "out of memory allocating a context of %d positions", n_ctx);
@@ -135,6 +168,7 @@ void jq_ctx_free(jq_ctx *c)
     free(c->hb);
     free(c->hb2);
     free(c->scratch);
+    free(c->xq);
     free(c);
 }
 
@@ -215,6 +249,7 @@ typedef struct {
     const float *X;
     int64_t M;
     float *Y;
+    const void *xq; /* X quantized for W's type, or NULL (F32 activations) */
 } linear_job;
 
 static void linear_task(void *arg, int ith, int nth)
@@ -224,7 +259,11 @@ static void linear_task(void *arg, int ith, int nth)
     if (j->M == 1) {
         int64_t r0, r1;
         split_range(W->rows, ith, nth, &r0, &r1);
-        if (r1 > r0)
+        if (r1 <= r0)
+            return;
+        if (j->xq)
+            jq_matvec_q(W->type, W->data, W->cols, j->xq, j->Y, r0, r1);
+        else
             jq_matvec(W->type, W->data, W->cols, j->X, j->Y, r0, r1);
         return;
     }
@@ -235,15 +274,48 @@ static void linear_task(void *arg, int ith, int nth)
     int64_t n0 = p0 * JQ_GEMM_PANEL, n1 = p1 * JQ_GEMM_PANEL;
     if (n1 > W->rows)
         n1 = W->rows;
-    if (n1 > n0)
+    if (n1 <= n0)
+        return;
+    if (j->xq)
+        jq_gemm_q(W->type, W->data, W->cols, j->xq, j->M, j->Y, W->rows, n0,
+                  n1, thread_scratch(j->c, ith));
+    else
         jq_gemm(W->type, W->data, W->cols, j->X, j->M, j->Y, W->rows, n0, n1,
                 thread_scratch(j->c, ith));
 }
 
+typedef struct {
+    jq_ctx *c;
+    uint32_t type;
+    const float *X;
+    int64_t M, K;
+    size_t rb; /* bytes per quantized row: the kernels expect them packed */
+} quantize_job;
+
+static void quantize_task(void *arg, int ith, int nth)
+{
+    quantize_job *q = arg;
+    int64_t lo, hi;
+    split_range(q->M, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        jq_quantize_act(q->type, q->X + i * q->K, q->K,
+                        (char *)q->c->xq + (size_t)i * q->rb);
+}
+
+/* Y = X W^T. For the integer weight types the input is quantized to int8
+ * once here and multiplied with VNNI (kernels.h explains the format); the
+ * float types multiply the F32 rows directly. */
 static void linear(jq_ctx *c, const jq_matrix *W, const float *X, int64_t M,
                    float *Y)
 {
     linear_job j = {.c = c, .W = W, .X = X, .M = M, .Y = Y};
+    if (jq_act_kind_of(W->type) == JQ_ACT_Q8) {
+        quantize_job q = {.c = c, .type = W->type, .X = X, .M = M,
+                          .K = W->cols,
+                          .rb = jq_act_row_bytes(W->type, W->cols)};
+        run_step(c, quantize_task, &q, (double)M * (double)W->cols * 4);
+        j.xq = c->xq;
+    }
     run_step(c, linear_task, &j, (double)M * (double)W->rows * (double)W->cols);
 }
 

@@ -70,8 +70,11 @@ int jq_gen_model_check(const jq_gen_model_params *p, char *err, size_t errlen)
         return jq_fail(err, errlen, "--rope-linear must be in [1, 1e6]");
     const jq_type_traits *tt = jq_type_traits_get(p->type);
     if (!tt || !(p->type == JQ_TYPE_F32 || p->type == JQ_TYPE_F16 ||
-                 p->type == JQ_TYPE_BF16 || p->type == JQ_TYPE_Q8_0)) {
-        jq_set_err(err, errlen, "weight type must be f32, f16, bf16 or q8_0");
+                 p->type == JQ_TYPE_BF16 || p->type == JQ_TYPE_Q8_0 ||
+                 p->type == JQ_TYPE_Q4_0 || p->type == JQ_TYPE_Q4_K ||
+                 p->type == JQ_TYPE_Q6_K)) {
+        jq_set_err(err, errlen,
+                   "weight type must be f32, f16, bf16, q8_0, q4_0, q4_k or q6_k");
         return -1;
     }
     /* every matrix row has n_embd or n_ff elements */
@@ -258,7 +261,10 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
     /* llama.cpp's llama_ftype for the dominant type */
     uint32_t ftype = p->type == JQ_TYPE_F32    ? 0
                      : p->type == JQ_TYPE_F16  ? 1
+                     : p->type == JQ_TYPE_Q4_0 ? 2
                      : p->type == JQ_TYPE_Q8_0 ? 7
+                     : p->type == JQ_TYPE_Q6_K ? 18
+                     : p->type == JQ_TYPE_Q4_K ? 15 /* Q4_K_M */
                                                : 32;
     int bad = 0;
     char key[96];

@@ -205,7 +205,7 @@ static const jq_gguf_tensor *find_shaped(loader *L, const char *name,
     if (!tt || !tt->compute) {
         jq_set_err(L->err, L->errlen,
                 "model: tensor '%s' has type %s (id %u), which judgeq cannot "
-                "compute with yet (supported: f32, f16, bf16, q8_0)",
+                "compute with yet (supported: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)",
                 name, tt ? tt->name : "unknown", t->type);
         return NULL;
     }

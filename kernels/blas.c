@@ -56,16 +56,26 @@ static void *open_blas(void)
     return NULL;
 }
 
+/* Whether we set OPENBLAS_CORETYPE ourselves (then it is removed again
+ * once the library has read it, so child processes — a daemon started by
+ * a test, a program under valgrind, which hides AVX-512 — choose for
+ * themselves). */
+static bool core_set_here;
+
 void jq_blas_choose_core(bool avx512)
 {
-    if (avx512 && !getenv("OPENBLAS_CORETYPE"))
+    if (avx512 && !getenv("OPENBLAS_CORETYPE")) {
         setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
+        core_set_here = true;
+    }
 }
 
 static void load_blas(void)
 {
     jq_kernels_init(); /* chooses the core, if nobody did yet */
     void *h = open_blas();
+    if (core_set_here)
+        unsetenv("OPENBLAS_CORETYPE");
     if (!h) {
         /* judgeq cannot compute a prompt without it; make the cause plain */
         fprintf(stderr, "judgeq: cannot load OpenBLAS (%s): %s\n",

@@ -50,8 +50,9 @@ static void detect_cpu(void)
 static void init_once(void)
 {
     detect_cpu();
-    jq_blas_choose_core(has_avx512);
     const char *want = getenv("JUDGEQ_ISA");
+    /* OpenBLAS's kernels follow the ISA judgeq uses */
+    jq_blas_choose_core(has_avx512 && !(want && strcmp(want, "scalar") == 0));
     if (want && strcmp(want, "scalar") == 0)
         jq_isa_active = JQ_ISA_SCALAR;
     else

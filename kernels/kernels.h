@@ -107,6 +107,44 @@ typedef struct {
 } jq_block_q8_0;
 _Static_assert(sizeof(jq_block_q8_0) == 34, "q8_0 block is 34 bytes in GGUF");
 
+/* Q4_0: 32 weights (q - 8) * d with 4-bit q. qs[j] holds element j in its
+ * low nibble and element j + 16 in its high nibble. */
+#define JQ_QK4_0 32
+typedef struct {
+    uint16_t d;              /* f16 scale */
+    uint8_t qs[JQ_QK4_0 / 2]; /* nibbles */
+} jq_block_q4_0;
+_Static_assert(sizeof(jq_block_q4_0) == 18, "q4_0 block is 18 bytes in GGUF");
+
+/* K-quants: super-blocks of 256 weights. */
+#define JQ_QK_K 256
+
+/* Q4_K: 8 sub-blocks of 32; weight = d * sc[j] * q - dmin * m[j], q 4-bit,
+ * sc and m 6-bit, packed in `scales` (sub-blocks 0-3: low 6 bits of bytes
+ * 0-3 / 4-7; sub-blocks 4-7: a nibble of bytes 8-11 plus the top 2 bits of
+ * bytes 0-3 / 4-7). qs[32 c + l]: low nibble = element 64 c + l, high
+ * nibble = element 64 c + 32 + l. */
+typedef struct {
+    uint16_t d;                /* f16 scale of the scales */
+    uint16_t dmin;             /* f16 scale of the mins */
+    uint8_t scales[12];        /* 6-bit scales and mins */
+    uint8_t qs[JQ_QK_K / 2];   /* nibbles */
+} jq_block_q4_K;
+_Static_assert(sizeof(jq_block_q4_K) == 144, "q4_K block is 144 bytes in GGUF");
+
+/* Q6_K: 16 sub-blocks of 16; weight = d * scales[j] * (q - 32), q 6-bit:
+ * the low 4 bits in ql, the high 2 in qh. Per half h (128 elements,
+ * ql + 64 h, qh + 32 h), for l < 32: element l = ql[l] & 15 | (qh[l] & 3)
+ * << 4; 32 + l = ql[32 + l] & 15 | (qh[l] >> 2 & 3) << 4; 64 + l = ql[l] >>
+ * 4 | (qh[l] >> 4 & 3) << 4; 96 + l = ql[32 + l] >> 4 | (qh[l] >> 6) << 4. */
+typedef struct {
+    uint8_t ql[JQ_QK_K / 2];     /* low 4 bits */
+    uint8_t qh[JQ_QK_K / 4];     /* high 2 bits */
+    int8_t scales[JQ_QK_K / 16]; /* 8-bit sub-block scales */
+    uint16_t d;                  /* f16 super-block scale */
+} jq_block_q6_K;
+_Static_assert(sizeof(jq_block_q6_K) == 210, "q6_K block is 210 bytes in GGUF");
+
 /* Half precision conversions (round to nearest even, as ggml). */
 float jq_f16_to_f32(uint16_t h);
 uint16_t jq_f32_to_f16(float f);
@@ -117,7 +155,9 @@ uint16_t jq_f32_to_bf16(float f); /* round to nearest even; NaN stays NaN */
  * size). Supported for every type with compute == true. */
 void jq_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 /* F32 -> type, for F32, F16, BF16, Q8_0 (Q8_0 as ggml: d = amax/127,
- * q = round(x/d)). */
+ * q = round(x/d)), Q4_0 (as ggml's quantize_row_q4_0_ref) and the
+ * K-quants Q4_K and Q6_K (kernels/quant.c: simpler than ggml's searched
+ * scales, so a little less accurate; the error is documented there). */
 void jq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 
 /* ------------------------------------------------------ dot and matvec */
@@ -129,6 +169,64 @@ float jq_dot_f32(const float *a, const float *b, int64_t n);
  * For Q8_0, x is used in F32 (the reference dequantizes W on the fly). */
 void jq_matvec(uint32_t type, const void *W, int64_t cols, const float *x,
                float *y, int64_t r0, int64_t r1);
+
+/* ------------------------------------- products with a quantized activation
+ *
+ * Decode and prefill for the integer weight types (Q8_0, Q4_0, Q4_K, Q6_K)
+ * do not convert weights to F32: the activation is quantized to int8 once
+ * and the kernels multiply int8 by int8 with VNNI (vpdpbusd), 64 products
+ * per instruction, so decode streams the weights at memory bandwidth
+ * instead of being bound by int->float conversions.
+ *
+ * The activation format depends only on the weight type's activation kind:
+ *   JQ_ACT_F32  (F32, F16, BF16): the F32 row itself (4 K bytes); the
+ *               products are jq_matvec / jq_gemm.
+ *   JQ_ACT_Q8   (Q8_0, Q4_0, Q4_K, Q6_K): K a multiple of 32; per 32-block
+ *               b of x: d[b] = amax/127 (float), q = round(x/d) (ties away
+ *               from zero, |q| <= 127), plus the block sums the kernels
+ *               need for the weights' offsets and mins. Opaque layout of
+ *               jq_act_row_bytes(type, K) bytes (a multiple of 64).
+ * Matrices whose types have the same kind can share one quantized row (the
+ * q/k/v projections of a Q4_K_M layer are Q4_K and Q6_K: both JQ_ACT_Q8).
+ *
+ * How the engine calls it, per linear layer group with input x (M rows):
+ *   size_t rb = jq_act_row_bytes(W->type, K);       // once per shape
+ *   buffer xq of M * rb bytes, 64-byte aligned (aligned_alloc(64, ...))
+ *   for each row i (may be split across threads by rows):
+ *       jq_quantize_act(W->type, X + i * K, K, xq + i * rb);
+ *   then (after a barrier), per thread, as today:
+ *       M == 1: jq_matvec_q(W->type, W->data, K, xq, y, r0, r1);
+ *       M > 1:  jq_gemm_q(W->type, W->data, K, xq, M, Y, ldy, n0, n1,
+ *                         thread_scratch);  // jq_gemm_q_scratch_bytes(K)
+ * For JQ_ACT_F32 types the same calls work (they copy x and forward to
+ * jq_matvec / jq_gemm), so the engine needs no per-type branch. */
+typedef enum { JQ_ACT_F32 = 0, JQ_ACT_Q8 = 1 } jq_act_kind;
+
+jq_act_kind jq_act_kind_of(uint32_t type);
+/* Bytes of one quantized activation row of K elements for weights of
+ * `type` (0 when K does not suit the type: not a multiple of 32 for Q8). */
+size_t jq_act_row_bytes(uint32_t type, int64_t K);
+/* x (K floats) -> xq (jq_act_row_bytes bytes, at least 4-byte aligned;
+ * 64-byte alignment keeps every 64-byte load in one cache line). Both ISA
+ * paths produce identical bytes. */
+void jq_quantize_act(uint32_t type, const float *x, int64_t K, void *xq);
+/* y[r] = dot(W row r, x) for r in [r0, r1), x given as jq_quantize_act
+ * made it for this type. For JQ_ACT_Q8 the result is the exact integer dot
+ * product of each block scaled in F32 (reference: kernels/quant.c); it
+ * differs from jq_matvec on the F32 x by the activation's quantization
+ * error: NMSE about 3e-5 (RMS 0.6%) on Gaussian data, the same as Q8_0
+ * weights add (tests/test_kernels_quant.c). */
+void jq_matvec_q(uint32_t type, const void *W, int64_t cols, const void *xq,
+                 float *y, int64_t r0, int64_t r1);
+/* Y[i][n] = jq_matvec_q's dot of W row n with Xq row i, for i < M and n in
+ * [n0, n1); Xq rows are jq_act_row_bytes apart. scratch: at least
+ * jq_gemm_q_scratch_bytes(type, K) bytes, 64-byte aligned, per thread
+ * (never more than JQ_GEMM_PANEL * K floats, the engine's jq_gemm
+ * scratch). Threads may call it at once on disjoint [n0, n1). */
+void jq_gemm_q(uint32_t type, const void *W, int64_t K, const void *Xq,
+               int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1,
+               void *scratch);
+size_t jq_gemm_q_scratch_bytes(uint32_t type, int64_t K);
 
 /* --------------------------------------------------------------- GEMM */
 
@@ -374,6 +472,24 @@ void jq_avx512_matvec(uint32_t type, const void *W, int64_t cols,
                       const float *x, float *y, int64_t r0, int64_t r1);
 void jq_ref_dequantize_row(uint32_t type, const void *src, float *dst,
                            int64_t n);
+void jq_ref_quantize_act(uint32_t type, const float *x, int64_t K, void *xq);
+void jq_avx512_quantize_act(uint32_t type, const float *x, int64_t K,
+                            void *xq);
+void jq_ref_matvec_q(uint32_t type, const void *W, int64_t cols,
+                     const void *xq, float *y, int64_t r0, int64_t r1);
+/* Needs AVX-512 VNNI as well (jq_cpu_has_avx512_vnni()). */
+void jq_avx512_matvec_q(uint32_t type, const void *W, int64_t cols,
+                        const void *xq, float *y, int64_t r0, int64_t r1);
+void jq_ref_gemm_q(uint32_t type, const void *W, int64_t K, const void *Xq,
+                   int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1);
+void jq_avx512_gemm_q(uint32_t type, const void *W, int64_t K,
+                      const void *Xq, int64_t M, float *Y, int64_t ldy,
+                      int64_t n0, int64_t n1, void *scratch);
+/* BF16 weights times x rounded to BF16 with vdpbf16ps (needs AVX-512 BF16,
+ * jq_cpu_has_avx512_bf16()): measured against the exact path, not used by
+ * jq_matvec (kernels/quant_avx512.c says why). */
+void jq_avx512_matvec_bf16_dp(const void *W, int64_t cols, const float *x,
+                              float *y, int64_t r0, int64_t r1);
 void jq_avx512_dequantize_row(uint32_t type, const void *src, float *dst,
                               int64_t n);
 void jq_ref_rmsnorm(float *out, const float *x, const float *w, int64_t n,

