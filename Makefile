@@ -278,6 +278,8 @@ FUZZ_SEEDS_BIN := $(B)/bin/fuzz-seeds
 FUZZ_MAXLEN_fuzz_gguf := 65536
 FUZZ_MAXLEN_fuzz_soft_tokens := 16384
 FUZZ_MAXLEN_fuzz_tokenizer := 1024
+# every usable JSONL line costs a few forward passes of stories260K
+FUZZ_MAXLEN_fuzz_train_jsonl := 2048
 rparen := )
 FUZZ_REFERENCE ?= $(ROOT)/../shared/reference
 FUZZ_MODELS    ?= $(ROOT)/../shared/models

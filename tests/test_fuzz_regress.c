@@ -94,6 +94,13 @@ static void test_daemon_frame(void **state)
     replay("fuzz_daemon_frame", jq_fuzz_daemon_frame);
 }
 
+static void test_train_jsonl(void **state)
+{
+    (void)state;
+    jq_fuzz_train_jsonl_init();
+    replay("fuzz_train_jsonl", jq_fuzz_train_jsonl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -101,6 +108,7 @@ int main(void)
         cmocka_unit_test(test_soft_tokens),
         cmocka_unit_test(test_tokenizer),
         cmocka_unit_test(test_daemon_frame),
+        cmocka_unit_test(test_train_jsonl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

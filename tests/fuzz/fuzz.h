@@ -26,6 +26,8 @@ int jq_fuzz_soft_tokens(const uint8_t *data, size_t size);
 int jq_fuzz_tokenizer_init(void);
 int jq_fuzz_tokenizer(const uint8_t *data, size_t size);
 int jq_fuzz_daemon_frame(const uint8_t *data, size_t size);
+int jq_fuzz_train_jsonl_init(void);
+int jq_fuzz_train_jsonl(const uint8_t *data, size_t size);
 
 /* Aborts with file:line and the message when cond is false: an invariant
  * violation is a bug, and abort() is what libFuzzer records as a crash. */

@@ -242,8 +242,11 @@ requests = {
                               fb(5, eviction) + fv(6, 16)),
     "prefill_text_judgeq": request(4, 12, fv(1, 1) + fb(3, "Hello world") +
                                    fv(4, 0) +
-                                   fb(5, fv(1, 6) + fv(2, 64) + fv(3, 16) +
-                                      fb(7, "/tmp/soft.gguf"))),
+                                   fb(5, fv(1, 6) + fv(2, 64) + fv(3, 16))),
+    # refused: the daemon opens no client path without --allow-path
+    "prefill_soft_path": request(4, 12, fv(1, 1) + packed(2, [1, 2]) +
+                                 fb(5, fv(1, 6) + fv(2, 64) + fv(3, 16) +
+                                    fb(7, "/tmp/soft.gguf"))),
     "prefill_h2o": request(5, 12, fv(1, 1) + packed(2, [5] * 20) +
                            fb(5, fv(1, 2) + fv(2, 16) + fv(3, 4))),
     "generate": request(6, 13, fv(1, 1) + fv(2, 8) +
@@ -267,3 +270,27 @@ for name, payload in requests.items():
 write("fuzz_daemon_frame", "stream.bin", stream)
 write("fuzz_daemon_frame", "stream_too_large.bin",
       struct.pack("<I", 1 << 20) + b"\0" * 16)
+
+# ---- fuzz_train_jsonl: data files for `judgeq train --data`
+
+jsonl = {
+    "prompts.jsonl": b'{"prompt": "Once upon a time"}\n'
+                     b'{"prompt": "The cat sat", "response": " on the mat"}\n'
+                     b'\n   \n'
+                     b'{"prompt": "Lily had a ball.", "response": null}\r\n',
+    "bad_lines.jsonl": b'{"prompt": "ok"}\n'
+                       b'not json\n'
+                       b'[1, 2]\n'
+                       b'{"prompt": 5}\n'
+                       b'{"prompt": "x", "response": 7}\n'
+                       b'{"prompt": ""}\n'
+                       b'{"response": "no prompt"}\n',
+    "escapes.jsonl": '{"prompt": "tab\\t nl\\n \\u00e9 \\ud83e\\udd99 '
+                     '\\u0000 end", "response": "\u00c4pfel"}\n'
+                     '{"prompt": "tab\\t \\u00e9 \\ud83e\\udd99 \\"q\\" \\\\", '
+                     '"response": "\u00c4pfel"}\n'.encode(),
+    "long_prompt.jsonl": b'{"prompt": "' + b"word " * 60 + b'"}\n',
+    "no_newline.jsonl": b'{"prompt": "last line without a newline"}',
+}
+for name, data in jsonl.items():
+    write("fuzz_train_jsonl", name, data)
