@@ -234,3 +234,141 @@ $(B)/bench/kernel_bench: bench/kernel_bench.c $(KERNEL_LIB)
 $(B)/bench/stream_read $(B)/bench/insn_throughput: $(B)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX512FLAGS) -o $@ $< $(LDFLAGS)
+
+# ------------------------------------------------------------------ fuzzing
+#
+#   make fuzz [FUZZ_SECONDS=30]   build every libFuzzer target with clang
+#                                 (ASan + UBSan), make seed corpora, run each
+#                                 target FUZZ_SECONDS; fails on any crash
+#   make fuzz FUZZ_NAMES=fuzz_gguf    only the targets named
+#
+# A target is tests/fuzz/fuzz_NAME.c defining jq_fuzz_NAME (tests/fuzz/fuzz.h);
+# fuzz_main.c wraps one of them into LLVMFuzzerTestOneInput per binary. The
+# engine, kernels, client and daemon libraries are built by this Makefile
+# itself with B=build/fuzz/tree, CC=clang and the fuzzer's instrumentation.
+# Seeds: the committed tests/fuzz/corpus/NAME/ and tests/fuzz/regress/NAME/,
+# plus files made here in build/fuzz/seeds/NAME/ (gen-model, soft-init,
+# vocabularies cut down from ../shared, which is never committed). Each
+# target's growing corpus stays in build/fuzz/work/NAME/; crashing inputs
+# land in build/fuzz/crashes/NAME/ — fix the bug and copy the input into
+# tests/fuzz/regress/NAME/, which make test replays (test_fuzz_regress).
+
+FUZZ_SECONDS ?= 30
+FUZZ_CC      ?= clang
+FUZZ_B       := build/fuzz
+FUZZ_TREE    := $(FUZZ_B)/tree
+FUZZ_SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer \
+                -fno-sanitize-recover=undefined
+FUZZ_HELPER_SRC := tests/fuzz/fuzz_util.c
+FUZZ_TARGET_SRC := $(filter-out tests/fuzz/fuzz_main.c $(FUZZ_HELPER_SRC),\
+                     $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES   := $(patsubst tests/fuzz/%.c,%,$(FUZZ_TARGET_SRC))
+FUZZ_BINS    := $(patsubst %,$(FUZZ_B)/bin/%,$(FUZZ_NAMES))
+FUZZ_LIBS    := $(FUZZ_TREE)/lib/libjudgeqd.a $(FUZZ_TREE)/lib/libjudgeq.a \
+                $(FUZZ_TREE)/lib/libjudgeq-engine.a \
+                $(FUZZ_TREE)/lib/libjudgeq-kernels.a
+FUZZ_CFLAGS  := -std=c17 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread \
+                -I$(ROOT)/kernels -I$(ROOT)/engine -I$(ROOT)/client \
+                -I$(ROOT)/daemon -I$(ROOT)/$(FUZZ_TREE)/gen -MMD -MP \
+                $(FUZZ_SAN)
+FUZZ_SEEDS_BIN := $(B)/bin/fuzz-seeds
+# The longest input each target gets (default 4096): the GGUF seeds (tiny
+# models) are up to ~32 KB; text needs far less, and every byte of it goes
+# through seven vocabularies (~2 us per byte per vocabulary instrumented).
+FUZZ_MAXLEN_fuzz_gguf := 65536
+FUZZ_MAXLEN_fuzz_soft_tokens := 16384
+FUZZ_MAXLEN_fuzz_tokenizer := 1024
+# every usable JSONL line costs a few forward passes of stories260K
+FUZZ_MAXLEN_fuzz_train_jsonl := 2048
+rparen := )
+FUZZ_REFERENCE ?= $(ROOT)/../shared/reference
+FUZZ_MODELS    ?= $(ROOT)/../shared/models
+
+# The regression replay in the normal build: the targets are plain objects
+# here (no libFuzzer), linked ahead of the libraries they call.
+FUZZ_TEST_OBJ := $(call obj,$(FUZZ_TARGET_SRC) $(FUZZ_HELPER_SRC))
+$(FUZZ_TEST_OBJ): | $(PROTO_H)
+$(B)/tests/test_fuzz_regress: $(B)/obj/tests/test_fuzz_regress.o \
+    $(FUZZ_TEST_OBJ) $(TEST_HELPER_OBJ) $(CLI_LIB) $(DAEMON_LIB) $(CLIENT_A) \
+    $(ENGINE_LIB) $(KERNEL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(DAEMON_LIBS) $(TEST_LIBS)
+
+$(FUZZ_SEEDS_BIN): $(B)/obj/tests/fuzz/seeds.o $(ENGINE_LIB) $(KERNEL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# Instrumented objects of the fuzz sources (fuzz_main.c once per target).
+$(FUZZ_B)/obj/%.o: %.c | $(FUZZ_TREE)/gen/judgeq.pb-c.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+# Static pattern rules: an open pattern here would also offer make a way to
+# "remake" the included .d files (through its built-in %: %.o).
+$(patsubst %,$(FUZZ_B)/obj/main_%.o,$(FUZZ_NAMES)): $(FUZZ_B)/obj/main_%.o: \
+    tests/fuzz/fuzz_main.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+	  -DJQ_FUZZ_TARGET=$(patsubst fuzz_%,%,$*) -c $< -o $@
+$(FUZZ_BINS): $(FUZZ_B)/bin/%: $(FUZZ_B)/obj/main_%.o $(FUZZ_B)/obj/tests/fuzz/%.o \
+    $(FUZZ_B)/obj/tests/fuzz/fuzz_util.o $(FUZZ_LIBS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -pthread -o $@ $^ $(LIBS) \
+	  $(DAEMON_LIBS)
+
+.PHONY: fuzz fuzz-build fuzz-libs fuzz-seeds
+# Steps run one after another (the libraries come from a sub-make, which
+# would race with the links under -j if they were prerequisites).
+fuzz:
+	@$(MAKE) --no-print-directory fuzz-build
+	@$(MAKE) --no-print-directory fuzz-seeds
+	@failed=""; \
+	for t in $(FUZZ_NAMES); do \
+	  mkdir -p $(FUZZ_B)/work/$$t $(FUZZ_B)/crashes/$$t; \
+	  dirs="$(FUZZ_B)/work/$$t"; \
+	  for d in tests/fuzz/corpus/$$t tests/fuzz/regress/$$t $(FUZZ_B)/seeds/$$t; do \
+	    [ -d $$d ] && dirs="$$dirs $$d"; \
+	  done; \
+	  case $$t in \
+	    $(foreach n,$(FUZZ_NAMES),$(n)$(rparen) maxlen=$(or $(FUZZ_MAXLEN_$(n)),4096);;) \
+	  esac; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (max_len $$maxlen)"; \
+	  JUDGEQ_TEST_REFERENCE=$(FUZZ_REFERENCE) JUDGEQ_TEST_MODELS=$(FUZZ_MODELS) \
+	  $(FUZZ_B)/bin/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$$maxlen \
+	    -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_B)/crashes/$$t/ $$dirs \
+	    >$(FUZZ_B)/$$t.log 2>&1; rc=$$?; \
+	  grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' \
+	    $(FUZZ_B)/$$t.log | sed "s/^/  $$t /"; \
+	  if [ $$rc -ne 0 ]; then \
+	    failed="$$failed $$t"; \
+	    grep -E 'ERROR|SUMMARY|invariant|Test unit written' $(FUZZ_B)/$$t.log | sed 's/^/  | /'; \
+	    echo "  $$t FAILED (exit $$rc): see $(FUZZ_B)/$$t.log"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed"; exit 1; fi; \
+	echo "fuzz: no crashes in $(words $(FUZZ_NAMES)) targets"
+
+fuzz-libs:
+	@$(MAKE) --no-print-directory B=$(FUZZ_TREE) CC=$(FUZZ_CC) SANITIZE= \
+	  SANFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FUZZ_LIBS) \
+	  $(FUZZ_TREE)/gen/judgeq.pb-c.h
+
+fuzz-build: fuzz-libs
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+# Seed files that cannot be committed (made from ../shared or too big).
+fuzz-seeds: $(JUDGEQ) $(FUZZ_SEEDS_BIN)
+	@set -e; s=$(FUZZ_B)/seeds; mkdir -p $$s/fuzz_gguf $$s/fuzz_soft_tokens \
+	  $$s/fuzz_tokenizer; \
+	j=$(JUDGEQ); tiny="--n-embd 8 --n-layer 1 --n-head 2 --n-head-kv 1 --n-ff 8 --n-vocab 260 --ctx 32"; \
+	$$j gen-model -o $$s/fuzz_gguf/tiny-llama-f32.gguf $$tiny >/dev/null; \
+	$$j gen-model -o $$s/fuzz_gguf/tiny-llama-f16-ropefreqs.gguf $$tiny --type f16 --rope-freqs >/dev/null; \
+	$$j gen-model -o $$s/fuzz_gguf/tiny-qwen2-bf16-linear.gguf $$tiny --type bf16 --arch qwen2 --rope-linear 2 >/dev/null; \
+	$$j gen-model -o $$s/fuzz_gguf/tiny-llama-q8_0.gguf --n-embd 32 --n-layer 1 --n-head 2 --n-head-kv 1 --n-ff 32 --n-vocab 260 --ctx 32 --type q8_0 >/dev/null; \
+	$$j soft-init -m $$s/fuzz_gguf/tiny-llama-f32.gguf -o $$s/fuzz_gguf/soft-tiny.gguf --n 2 >/dev/null; \
+	$$j soft-init -m $(FUZZ_MODELS)/stories260K.gguf -o $$s/fuzz_soft_tokens/soft-1.gguf --n 1 >/dev/null; \
+	$$j soft-init -m $(FUZZ_MODELS)/stories260K.gguf -o $$s/fuzz_soft_tokens/soft-3.gguf --n 3 --seed 7 >/dev/null; \
+	$(FUZZ_SEEDS_BIN) $$s/fuzz_gguf $(wildcard $(FUZZ_REFERENCE)/tokenizers/*.gguf); \
+	cp $(FUZZ_REFERENCE)/tokenizers/ggml-vocab-llama-spm.gguf.inp $$s/fuzz_tokenizer/reference.inp
+
+-include $(shell find $(FUZZ_B)/obj -name '*.d' 2>/dev/null)
