@@ -2,6 +2,8 @@
 """Writes the committed seed files of tests/fuzz/corpus/ (run from anywhere;
 the output is deterministic, so rerunning it changes nothing).
 
+Seed files end in .seed, not .gguf, so the repository's rule "the only
+.gguf files are judgeq's own trained ones, in models/" holds.
 The seeds are small and synthetic: GGUF files that use every value type, a
 nested array, an alignment key and tensors of several types; a vocabulary
 of each tokenizer family; a soft-token file; texts for the tokenizers.
@@ -72,8 +74,8 @@ def f32s(xs):
 
 # ---- fuzz_gguf: the reader
 
-write("fuzz_gguf", "empty-v3.gguf", gguf([]))
-write("fuzz_gguf", "empty-v2.gguf", gguf([], version=2))
+write("fuzz_gguf", "empty-v3.seed", gguf([]))
+write("fuzz_gguf", "empty-v2.seed", gguf([], version=2))
 
 all_kvs = [
     ("general.architecture", STR, "llama"),
@@ -100,7 +102,7 @@ tensors = [
     ("w.empty", T_F32, [0, 5], b""),
     ("w.bf16.4d", T_BF16, [1, 1, 1, 2], b"\x80\x3f\x00\x40"),
 ]
-write("fuzz_gguf", "all-types.gguf", gguf(all_kvs, tensors, alignment=64))
+write("fuzz_gguf", "all-types.seed", gguf(all_kvs, tensors, alignment=64))
 
 # Vocabularies: SentencePiece with byte fallback, and byte-level BPE.
 spm_tokens = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)]
@@ -118,7 +120,7 @@ spm = [
     ("tokenizer.ggml.add_bos_token", BOOL, 1),
     ("tokenizer.ggml.add_space_prefix", BOOL, 1),
 ]
-write("fuzz_gguf", "vocab-spm.gguf", gguf(spm))
+write("fuzz_gguf", "vocab-spm.seed", gguf(spm))
 
 
 def byte_alphabet():
@@ -152,7 +154,7 @@ for pre in ("llama-bpe", "qwen2", "gpt-2", "deepseek-llm", "falcon", ""):
     ]
     if pre:
         kv.insert(1, ("tokenizer.ggml.pre", STR, pre))
-    write("fuzz_gguf", "vocab-bpe-%s.gguf" % (pre or "nopre"), gguf(kv))
+    write("fuzz_gguf", "vocab-bpe-%s.seed" % (pre or "nopre"), gguf(kv))
 
 # ---- fuzz_soft_tokens: a soft-token file for a made-up model (loads
 # without a model; the seeds made by make fuzz match stories260K)
@@ -173,8 +175,8 @@ soft = [
 ]
 soft_t = [("judgeq.soft_tokens", T_F32, [n_embd, n],
            f32s([0.25 * i - 1 for i in range(n * n_embd)]))]
-write("fuzz_soft_tokens", "soft-2x4.gguf", gguf(soft, soft_t))
-write("fuzz_soft_tokens", "soft-2x4-minimal.gguf",
+write("fuzz_soft_tokens", "soft-2x4.seed", gguf(soft, soft_t))
+write("fuzz_soft_tokens", "soft-2x4-minimal.seed",
       gguf(soft[:7], soft_t))
 
 # ---- fuzz_tokenizer: texts
