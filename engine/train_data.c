@@ -19,6 +19,7 @@
  * name and renamed, so concurrent or interrupted runs never see half a
  * file.
  */
+#include "selfgen.h"
 #include "train.h"
 
 #include <errno.h>
@@ -426,11 +427,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static uint64_t mix(uint64_t a, uint64_t b)
-{
-    uint64_t v[2] = {a, b};
-    return jq_hash64(v, sizeof v, 0x7261696e);
-}
 
 /* The prompt (self-generated: sampled from BOS at temperature 1 with a
  * per-example seed) and the greedy response; raw scores by the response
@@ -459,23 +455,12 @@ static int prepare_one(prep_job *j, jq_ctx *ctx, float *logits,
         if (!pl->resp && jq_ctx_eval(ctx, t, L, logits, err, errlen) != 0)
             return -1;
     } else {
-        jq_sampling sp = {.temp = 1.0f, .top_k = 0, .top_p = 1.0f,
-                          .seed = mix(o->seed, (uint64_t)ex->source)};
-        jq_sampler *s = jq_sampler_new(&sp, m->hp.n_vocab);
-        if (!s) {
-            set_err(err, errlen, "out of memory");
+        /* the prompt as `judgeq eval --self-generate` draws it (same seed
+         * derivation), then its last token for the response's logits */
+        if (jq_selfgen_prompt(ctx, o->seed, (uint64_t)ex->source, L, t, err,
+                              errlen) != 0 ||
+            jq_ctx_eval(ctx, &t[L - 1], 1, logits, err, errlen) != 0)
             return -1;
-        }
-        t[0] = jq_vocab_bos(m->vocab);
-        for (int32_t i = 1; i <= L; i++) {
-            if (jq_ctx_eval(ctx, &t[i - 1], 1, logits, err, errlen) != 0) {
-                jq_sampler_free(s);
-                return -1;
-            }
-            if (i < L)
-                t[i] = jq_sampler_sample(s, logits);
-        }
-        jq_sampler_free(s);
     }
     /* the response: the dataset's, or greedy with the full cache */
     if (pl && pl->resp) {
