@@ -586,14 +586,9 @@ int jq_ctx_eval_ex(jq_ctx *c, const int32_t *tokens, int32_t n,
         linear(c, &ly->w_down, c->hb, rows, c->proj);
         rows_step(c, rows, l, NULL, STEP_RESIDUAL);
     }
-    if (n_extra > 0 && !o->keep_extra) {
-        /* observers leave nothing behind: drop their K/V and positions */
-        for (size_t h = 0; h < (size_t)hp->n_layer * hp->n_head_kv; h++)
-            kv->len[h] -= n_extra;
-        kv->next_pos += n;
-    } else {
-        kv->next_pos += rows;
-    }
+    kv->next_pos += rows;
+    if (n_extra > 0 && !o->keep_extra)
+        jq_kv_store_drop_last(kv, n_extra); /* observers leave nothing */
 
     if (logits) {
         /* final rmsnorm of the chosen row, then the classifier */

@@ -202,6 +202,14 @@ void jq_kv_put(jq_kv_store *s, int32_t l, int32_t g, int32_t i,
     s->pos[s->off[jq_kv_head(s, l, g)] + (size_t)i] = pos;
 }
 
+void jq_kv_store_drop_last(jq_kv_store *s, int32_t n)
+{
+    size_t heads = (size_t)s->n_layer * (size_t)s->n_head_kv;
+    for (size_t h = 0; h < heads; h++)
+        s->len[h] = s->len[h] > n ? s->len[h] - n : 0;
+    s->next_pos -= n;
+}
+
 int32_t jq_kv_store_room(const jq_kv_store *s)
 {
     size_t heads = (size_t)s->n_layer * (size_t)s->n_head_kv;

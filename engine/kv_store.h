@@ -56,6 +56,10 @@ void *jq_kv_value(const jq_kv_store *s, int32_t l, int32_t g, int32_t i);
  * converting to the store's type. */
 void jq_kv_put(jq_kv_store *s, int32_t l, int32_t g, int32_t i,
                const float *k, const float *v, int32_t pos);
+/* Forgets the last n entries appended to every head (the own entries;
+ * each head must hold at least n) and moves next_pos back by n: undoes n
+ * decode steps, or drops observer rows after scoring. */
+void jq_kv_store_drop_last(jq_kv_store *s, int32_t n);
 /* Smallest free capacity over all heads (how many tokens may still be
  * appended to every head). */
 int32_t jq_kv_store_room(const jq_kv_store *s);

@@ -162,14 +162,11 @@ double jq_kl_logits(const float *p, const float *q, int32_t n)
     return kl > 0 ? kl : 0;
 }
 
-/* Undo decode steps: every head back to base_len + steps entries. */
-static void rollback(jq_kv_store *kv, const int32_t *base_len,
-                     int32_t base_pos, int32_t steps)
+/* Undo decode steps: back to base_pos + steps positions (every decode
+ * step appends one entry to every head). */
+static void rollback(jq_kv_store *kv, int32_t base_pos, int32_t steps)
 {
-    size_t heads = (size_t)kv->n_layer * (size_t)kv->n_head_kv;
-    for (size_t h = 0; h < heads; h++)
-        kv->len[h] = base_len[h] + steps;
-    kv->next_pos = base_pos + steps;
+    jq_kv_store_drop_last(kv, kv->next_pos - (base_pos + steps));
 }
 
 int jq_metrics_evicted(jq_ctx *c, const int32_t *tokens,
@@ -187,7 +184,6 @@ int jq_metrics_evicted(jq_ctx *c, const int32_t *tokens,
     pp.n_oracle = n;
     float *logits = malloc(sizeof(float) * (size_t)V);
     int32_t *greedy = malloc(sizeof(int32_t) * (size_t)n);
-    int32_t *base_len = NULL;
     jq_prefill_result r = {0};
     int rc = -1;
     if (!logits || !greedy) {
@@ -204,13 +200,6 @@ int jq_metrics_evicted(jq_ctx *c, const int32_t *tokens,
         goto done;
 
     jq_kv_store *kv = jq_ctx_kv(c);
-    size_t heads = (size_t)kv->n_layer * (size_t)kv->n_head_kv;
-    base_len = malloc(sizeof(int32_t) * heads);
-    if (!base_len) {
-        jq_set_err(err, errlen, "out of memory");
-        goto done;
-    }
-    memcpy(base_len, kv->len, sizeof(int32_t) * heads);
     int32_t base_pos = kv->next_pos;
 
     /* teacher forcing along the reference; greedy rides along while it
@@ -231,7 +220,7 @@ int jq_metrics_evicted(jq_ctx *c, const int32_t *tokens,
 
     /* greedy alone from the first difference */
     if (d < n) {
-        rollback(kv, base_len, base_pos, d);
+        rollback(kv, base_pos, d);
         for (int32_t k = d; k + 1 < n; k++) {
             if (jq_ctx_eval(c, &greedy[k], 1, logits, err, errlen) != 0)
                 goto done;
@@ -248,7 +237,6 @@ int jq_metrics_evicted(jq_ctx *c, const int32_t *tokens,
     rc = 0;
 done:
     jq_prefill_result_free(&r);
-    free(base_len);
     free(greedy);
     free(logits);
     return rc;
