@@ -97,10 +97,16 @@ jq_evict_spec jq_cli_evict_spec_for(const jq_cli_evict *e,
 
 jq_evict_spec jq_cli_evict_spec(const jq_cmd_info *I, const jq_cli_evict *e)
 {
+    return jq_cli_evict_spec_soft(I, e, true);
+}
+
+jq_evict_spec jq_cli_evict_spec_soft(const jq_cmd_info *I,
+                                     const jq_cli_evict *e, bool need_soft)
+{
     if (e->policy != JQ_EVICT_FULL && !e->budget_set)
         jq_cli_usage_error(I, "--evict %s needs --budget B",
                            jq_evict_policy_name(e->policy));
-    if (e->policy == JQ_EVICT_JUDGEQ && !e->soft_path)
+    if (need_soft && e->policy == JQ_EVICT_JUDGEQ && !e->soft_path)
         jq_cli_usage_error(I, "--evict judgeq needs --soft FILE (make one "
                               "with `judgeq soft-init` or `judgeq train`)");
     if (e->policy != JQ_EVICT_JUDGEQ && e->soft_path)

@@ -64,6 +64,10 @@ bool jq_cli_evict_opt(const jq_cmd_info *cmd, int opt, const char *arg,
  * returns the spec: --budget required unless the policy is full, --soft
  * required for judgeq (and only allowed with it). */
 jq_evict_spec jq_cli_evict_spec(const jq_cmd_info *cmd, const jq_cli_evict *e);
+/* The same checks; need_soft = false where --soft is optional with judgeq
+ * (online: the daemon may hold soft tokens of its own). */
+jq_evict_spec jq_cli_evict_spec_soft(const jq_cmd_info *cmd,
+                                     const jq_cli_evict *e, bool need_soft);
 /* A spec of another policy with the same flags (hitrate, eval). */
 jq_evict_spec jq_cli_evict_spec_for(const jq_cli_evict *e,
                                     jq_evict_policy policy);

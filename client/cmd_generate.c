@@ -86,24 +86,6 @@ enum {
     OPT_NO_BOS, OPT_JSON, OPT_SOCKET, OPT_TIMEOUT
 };
 
-/* The checks of jq_cli_evict_spec, except that judgeq eviction does not
- * need --soft here: the daemon may hold soft tokens of its own. */
-static jq_evict_spec online_spec(const jq_cmd_info *I, const jq_cli_evict *e)
-{
-    if (e->policy != JQ_EVICT_FULL && !e->budget_set)
-        jq_cli_usage_error(I, "--evict %s needs --budget B",
-                           jq_evict_policy_name(e->policy));
-    if (e->policy != JQ_EVICT_JUDGEQ && e->soft_path)
-        jq_cli_usage_error(I, "--soft is only used with --evict judgeq");
-    jq_evict_spec s = jq_cli_evict_spec_for(e, e->policy);
-    if (e->policy == JQ_EVICT_FULL)
-        s.budget = e->budget_set ? e->budget : 0;
-    char err[256];
-    if (e->policy != JQ_EVICT_FULL && jq_evict_spec_check(&s, err, sizeof err) != 0)
-        jq_cli_usage_error(I, "%s", err);
-    return s;
-}
-
 static void parse(int argc, char **argv, gen_opts *o)
 {
     static const struct option longopts[] = {
@@ -177,7 +159,7 @@ static void parse(int argc, char **argv, gen_opts *o)
         jq_cli_usage_error(I, "give the prompt with exactly one of -p and -f");
     if (!o->seed_set)
         o->seed = (uint64_t)time(NULL);
-    o->spec = online_spec(I, &o->evict);
+    o->spec = jq_cli_evict_spec_soft(I, &o->evict, false);
     if (o->spec.policy == JQ_EVICT_ORACLE && o->n_predict < 1)
         jq_cli_usage_error(I, "--evict oracle observes the generated tokens: "
                               "it needs -n of at least 1");
