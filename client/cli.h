@@ -27,6 +27,9 @@ noreturn void jq_cli_usage_error(const jq_cmd_info *cmd, const char *fmt, ...)
 /* Prints "judgeq CMD: message" to stderr, exits 1. */
 noreturn void jq_cli_fail(const jq_cmd_info *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The usage error for getopt_long's ':' (an option without its value) or
+ * '?' (an unknown option), with opterr = 0 and optstring starting ':'. */
+noreturn void jq_cli_bad_option(const jq_cmd_info *cmd, int c, char **argv);
 /* Prints the usage to stdout, exits 0. */
 noreturn void jq_cli_help(const jq_cmd_info *cmd);
 

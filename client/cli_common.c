@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +34,13 @@ noreturn void jq_cli_fail(const jq_cmd_info *cmd, const char *fmt, ...)
     vsay(cmd, fmt, ap);
     va_end(ap);
     exit(JQ_EXIT_FAIL);
+}
+
+noreturn void jq_cli_bad_option(const jq_cmd_info *cmd, int c, char **argv)
+{
+    if (c == ':')
+        jq_cli_usage_error(cmd, "option %s needs a value", argv[optind - 1]);
+    jq_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
 }
 
 noreturn void jq_cli_help(const jq_cmd_info *cmd)

@@ -89,10 +89,8 @@ static void parse(int argc, char **argv, bench_opts *o)
             break;
         case OPT_SEED: o->seed = jq_cli_u64(I, "--seed", optarg); break;
         case 'h': jq_cli_help(I);
-        case ':':
-            jq_cli_usage_error(I, "option %s needs a value", argv[optind - 1]);
         default:
-            jq_cli_usage_error(I, "unknown option '%s'", argv[optind - 1]);
+            jq_cli_bad_option(I, c, argv);
         }
     }
     if (optind < argc)

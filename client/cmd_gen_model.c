@@ -110,10 +110,8 @@ int jq_cmd_gen_model(int argc, char **argv)
             p.rope_linear = (float)jq_cli_float(I, "--rope-linear", optarg, 1, 1e6);
             break;
         case 'h': jq_cli_help(I);
-        case ':':
-            jq_cli_usage_error(I, "option %s needs a value", argv[optind - 1]);
         default:
-            jq_cli_usage_error(I, "unknown option '%s'", argv[optind - 1]);
+            jq_cli_bad_option(I, c, argv);
         }
     }
     if (optind < argc)

@@ -147,10 +147,8 @@ static void parse(int argc, char **argv, gen_opts *o)
             o->timeout_ms = (int32_t)jq_cli_int(I, "--timeout", optarg, 1, INT32_MAX);
             break;
         case 'h': jq_cli_help(I);
-        case ':':
-            jq_cli_usage_error(I, "option %s needs a value", argv[optind - 1]);
         default:
-            jq_cli_usage_error(I, "unknown option '%s'", argv[optind - 1]);
+            jq_cli_bad_option(I, c, argv);
         }
     }
     if (optind < argc)

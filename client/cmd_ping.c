@@ -65,10 +65,8 @@ int jq_cmd_ping(int argc, char **argv)
             timeout_ms = (int)jq_cli_int(I, "--timeout", optarg, 1, INT32_MAX);
             break;
         case 'h': jq_cli_help(I);
-        case ':':
-            jq_cli_usage_error(I, "option %s needs a value", argv[optind - 1]);
         default:
-            jq_cli_usage_error(I, "unknown option '%s'", argv[optind - 1]);
+            jq_cli_bad_option(I, c, argv);
         }
     }
     if (optind < argc)

@@ -122,10 +122,8 @@ static void parse(int argc, char **argv, run_opts *o)
         case OPT_NO_BOS: o->no_bos = true; break;
         case OPT_JSON: o->json = true; break;
         case 'h': jq_cli_help(I);
-        case ':':
-            jq_cli_usage_error(I, "option %s needs a value", argv[optind - 1]);
         default:
-            jq_cli_usage_error(I, "unknown option '%s'", argv[optind - 1]);
+            jq_cli_bad_option(I, c, argv);
         }
     }
     if (optind < argc)

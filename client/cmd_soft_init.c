@@ -52,10 +52,8 @@ int jq_cmd_soft_init(int argc, char **argv)
             break;
         case OPT_SEED: seed = jq_cli_u64(I, "--seed", optarg); break;
         case 'h': jq_cli_help(I);
-        case ':':
-            jq_cli_usage_error(I, "option %s needs a value", argv[optind - 1]);
         default:
-            jq_cli_usage_error(I, "unknown option '%s'", argv[optind - 1]);
+            jq_cli_bad_option(I, c, argv);
         }
     }
     if (optind < argc)

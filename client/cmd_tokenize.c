@@ -80,10 +80,8 @@ static void parse(const jq_cmd_info *I, int argc, char **argv, text_opts *o,
             o->threads = (int)jq_cli_int(I, "--threads", optarg, 1, 1024);
             break;
         case 'h': jq_cli_help(I);
-        case ':':
-            jq_cli_usage_error(I, "option %s needs a value", argv[optind - 1]);
         default:
-            jq_cli_usage_error(I, "unknown option '%s'", argv[optind - 1]);
+            jq_cli_bad_option(I, c, argv);
         }
     }
     if (optind < argc)
