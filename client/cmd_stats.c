@@ -15,7 +15,9 @@ static const jq_cmd_info stats_info = {
     "\n"
     "Prints the statistics of a running judgeqd as one JSON object: sessions,\n"
     "connections, memory_used, memory_budget, requests, errors, uptime_s,\n"
-    "shared_prefix_bytes, pools (node, cpuset, threads, sessions, busy_ms).\n"
+    "shared_prefix_bytes, rss_bytes and open_fds of the daemon process (null\n"
+    "when it does not report them), pools (node, cpuset, threads, sessions,\n"
+    "busy_ms).\n"
     "\n"
     "      --socket PATH    the daemon's socket (default: $JUDGEQ_SOCKET or\n"
     "                       " JUDGEQ_DEFAULT_SOCKET ")\n"
@@ -67,6 +69,11 @@ int jq_cmd_stats(int argc, char **argv)
     json_object_set_new(root, "uptime_s", json_real(st.uptime_s));
     json_object_set_new(root, "shared_prefix_bytes",
                         json_integer((json_int_t)st.shared_prefix_bytes));
+    /* null when the daemon did not report its process */
+    json_object_set_new(root, "rss_bytes",
+                        st.rss_bytes ? json_integer((json_int_t)st.rss_bytes) : json_null());
+    json_object_set_new(root, "open_fds",
+                        st.open_fds ? json_integer(st.open_fds) : json_null());
     json_t *pools = json_array();
     for (size_t i = 0; i < st.n_pools; i++) {
         const judgeq_pool_stats *p = &st.pools[i];

@@ -303,6 +303,10 @@ typedef struct {
     uint64_t requests, errors;
     double uptime_s;
     uint64_t shared_prefix_bytes;
+    /* The daemon process: resident bytes and open descriptors; 0 when the
+     * daemon did not say (it could not read /proc, or is older). */
+    uint64_t rss_bytes;
+    uint32_t open_fds;
 } judgeq_stats;
 
 int judgeq_get_stats(judgeq_conn *c, judgeq_stats *stats);

@@ -32,6 +32,7 @@
 #include "daemon.h"
 #include "kv_export.h"
 #include "log.h"
+#include "proc_self.h"
 
 #define READ_CHUNK (64u << 10)
 #define READS_PER_EVENT 16
@@ -649,6 +650,8 @@ static void reply_stats(jq_conn *c, uint64_t id)
     sr.errors = d->errors;
     sr.uptime_s = jq_now_s() - d->t_start;
     sr.shared_prefix_bytes = d->shared_prefix_bytes;
+    sr.has_rss_bytes = jq_proc_rss_bytes(&sr.rss_bytes);
+    sr.has_open_fds = jq_proc_open_fds(&sr.open_fds);
     Judgeq__Response r = JUDGEQ__RESPONSE__INIT;
     r.has_id = 1;
     r.id = id;

@@ -395,6 +395,9 @@ static void answer(fake *f, const Judgeq__Request *req)
         r.body_case = JUDGEQ__RESPONSE__BODY_STATS;
         st.has_sessions = 1;
         st.sessions = 3;
+        st.has_rss_bytes = st.has_open_fds = 1;
+        st.rss_bytes = 123456789;
+        st.open_fds = 17;
         pool.has_threads = 1;
         pool.threads = 8;
         pool.cpuset = "0-7";
@@ -639,6 +642,8 @@ static void test_round_trips(void **state)
     judgeq_stats st;
     assert_int_equal(judgeq_get_stats(c, &st), JUDGEQ_OK);
     assert_int_equal(st.sessions, 3);
+    assert_int_equal(st.rss_bytes, 123456789);
+    assert_int_equal(st.open_fds, 17);
     assert_int_equal(st.n_pools, 1);
     assert_string_equal(st.pools[0].cpuset, "0-7");
     assert_int_equal(st.pools[0].threads, 8);

@@ -501,6 +501,17 @@ static int group_teardown(void **state)
 
 /* ------------------------------------------------------------ tests */
 
+static long rss_kib(pid_t pid)
+{
+    char *path = jqt_fmt("/proc/%d/status", (int)pid);
+    char *st = jqt_read_file(path, NULL);
+    free(path);
+    const char *p = st ? strstr(st, "VmRSS:") : NULL;
+    long kib = p ? strtol(p + 6, NULL, 10) : -1;
+    free(st);
+    return kib;
+}
+
 static void test_hello_ping_stats(void **state)
 {
     (void)state;
@@ -547,7 +558,21 @@ static void test_hello_ping_stats(void **state)
     assert_true(st->pools[0]->threads >= 1);
     assert_int_equal(st->memory_budget, 256u << 20);
     assert_true(st->connections >= 1);
+    /* the process: at least the weights resident, and a descriptor per
+     * connection (a second one, known accepted once it answered a Ping) */
+    assert_true(st->has_rss_bytes && st->has_open_fds);
+    long kib = rss_kib(main_daemon.pid); /* what the kernel says from outside */
+    assert_true(kib > 0);
+    assert_true(st->rss_bytes > (uint64_t)kib * 1024 / 2 &&
+                st->rss_bytes < (uint64_t)kib * 1024 * 2);
+    uint32_t fds = st->open_fds;
     judgeq__response__free_unpacked(keep, NULL);
+    int fd2 = connect_ok(&main_daemon);
+    ping_ok(fd2);
+    st = stats(fd, &keep);
+    assert_int_equal(st->open_fds, fds + 1);
+    judgeq__response__free_unpacked(keep, NULL);
+    close(fd2);
     close(fd);
 }
 
@@ -1327,17 +1352,6 @@ static void test_sigterm_drains(void **state)
     free(log);
     /* the socket it made is gone */
     assert_int_equal(access(dp.sock, F_OK), -1);
-}
-
-static long rss_kib(pid_t pid)
-{
-    char *path = jqt_fmt("/proc/%d/status", (int)pid);
-    char *st = jqt_read_file(path, NULL);
-    free(path);
-    const char *p = st ? strstr(st, "VmRSS:") : NULL;
-    long kib = p ? strtol(p + 6, NULL, 10) : -1;
-    free(st);
-    return kib;
 }
 
 /* Not a benchmark harness, a report: decode tokens/s through the daemon

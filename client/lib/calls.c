@@ -580,6 +580,8 @@ int judgeq_get_stats(judgeq_conn *c, judgeq_stats *out)
     out->errors = r->errors;
     out->uptime_s = r->uptime_s;
     out->shared_prefix_bytes = r->shared_prefix_bytes;
+    out->rss_bytes = r->has_rss_bytes ? r->rss_bytes : 0;
+    out->open_fds = r->has_open_fds ? r->open_fds : 0;
     if (r->n_pools) {
         out->pools = calloc(r->n_pools, sizeof *out->pools);
         if (!out->pools)
