@@ -1,5 +1,6 @@
 /* cmd_bench.c — `judgeq bench`: prefill and decode speed of a model, with
- * or without eviction, as one JSON object.
+ * or without eviction, as one JSON object; with --socket, a load run
+ * against a running judgeqd instead (bench_load.c).
  *
  * The prompt is random token ids (seeded): speed does not depend on what
  * the tokens say, and any model file works whatever its tokenizer. Each
@@ -15,8 +16,10 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "bench_load.h"
 #include "cli.h"
 #include "cli_evict.h"
+#include "cli_online.h"
 #include "kernels.h"
 #include "model.h"
 #include "prefill.h"
@@ -29,23 +32,66 @@ static const jq_cmd_info bench_info = {
     "usage: judgeq bench -m MODEL [--prompt-len N] [--gen N] [--threads N]\n"
     "                    [--reps N] [--evict P --budget B --soft FILE]\n"
     "                    [--kv-type f32|f16] [--seed S]\n"
+    "       judgeq bench --socket PATH [--clients N] [--duration S] [--mix LIST]\n"
+    "                    [--prompt-len N] [--gen N] [--budget B] [--fork-rate F]\n"
+    "                    [--export-rate F] [--timeout MS] [--sample-interval S]\n"
+    "                    [--allow-errors] [--seed S]\n"
     "\n"
-    "Measures prefill and decode speed on a random prompt and prints one\n"
-    "JSON object: prefill_tokens_per_s and decode_tokens_per_s (each\n"
+    "With -m, measures prefill and decode speed on a random prompt and prints\n"
+    "one JSON object: prefill_tokens_per_s and decode_tokens_per_s (each\n"
     "{median, min, max} over --reps), ttft_ms, kv_bytes (resident after\n"
     "generation), kv_bytes_full, peak_rss_bytes, and the options used.\n"
     "\n"
     "  -m, --model FILE     model file (GGUF)\n"
-    "      --prompt-len N   prompt tokens (default 512)\n"
-    "      --gen N          tokens to decode (default 128)\n"
+    "      --prompt-len N   prompt tokens (default 512; load run: 128)\n"
+    "      --gen N          tokens to decode (default 128; load run: 32)\n"
     "      --reps N         repetitions (default 3)\n"
     "      --threads N      compute threads (default: all CPUs available)\n"
-    "      --seed S         seed of the random prompt (default 1)\n"
+    "      --seed S         seed of the random prompts (default 1)\n"
     JQ_CLI_EVICT_HELP
+    "\n"
+    "With --socket (a load run), N clients, each on its own connection, loop\n"
+    "over session lives against the judgeqd listening there: create, prefill\n"
+    "a random prompt of [N/2, N] tokens under a policy drawn from --mix,\n"
+    "sometimes fork and generate on the fork, generate --gen tokens, sometimes\n"
+    "export the KV (and check the sealed memfd), close. New lives start until\n"
+    "--duration has passed. Another connection samples the daemon's Stats.\n"
+    "Prints one JSON object: requests (total, errors, per_s); by_type\n"
+    "(connect, create, prefill, generate, fork, export, close, stats: each\n"
+    "requests, ok, errors, per_s and latency_ms {p50, p99, max, mean} of the\n"
+    "successful ones; generate also first_token_ms); prefill_by_policy;\n"
+    "tokens (prompt and generated, totals and per_s); errors (total, by_code:\n"
+    "counts per status name, first: the first five with their messages);\n"
+    "daemon (rss_bytes and open_fds: before, {mean, max} over the first and\n"
+    "the last window of min(10 s, duration/6), their growth, after the\n"
+    "clients left, and every sample). Exits 1 when any request failed.\n"
+    "\n"
+    "      --socket PATH    the daemon's socket (also `judgeq --socket PATH\n"
+    "                       bench`; $JUDGEQ_SOCKET is not used here)\n"
+    "      --clients N      connections at once (default 8)\n"
+    "      --duration S     seconds during which lives start (default 10)\n"
+    "      --mix LIST       policies and weights, e.g. full:2,snapkv,h2o\n"
+    "                       (default: every policy the daemon offers, once;\n"
+    "                       judgeq only when it has soft tokens)\n"
+    "      --budget B       KV kept per layer and KV head by the evicting\n"
+    "                       policies (default max(prompt-len/2, window+1));\n"
+    "                       --window, --sink, --pool-kernel, --gqa-reduce,\n"
+    "                       --kv-type and --soft apply as above\n"
+    "      --fork-rate F    chance per life of a fork (default 0.1)\n"
+    "      --export-rate F  chance per life of a KV export (default 0.1)\n"
+    "      --timeout MS     a call fails when the daemon is silent this long\n"
+    "                       (default 60000)\n"
+    "      --sample-interval S  seconds between Stats samples (default\n"
+    "                       min(1, window/4))\n"
+    "      --allow-errors   exit 0 even when requests failed\n"
     "  -h, --help           this help\n",
 };
 
-enum { OPT_PROMPT_LEN = 256, OPT_GEN, OPT_REPS, OPT_THREADS, OPT_SEED };
+enum {
+    OPT_PROMPT_LEN = 256, OPT_GEN, OPT_REPS, OPT_THREADS, OPT_SEED,
+    OPT_SOCKET, OPT_CLIENTS, OPT_DURATION, OPT_MIX, OPT_FORK_RATE,
+    OPT_EXPORT_RATE, OPT_TIMEOUT, OPT_SAMPLE, OPT_ALLOW_ERRORS,
+};
 
 typedef struct {
     const char *model;
@@ -53,7 +99,93 @@ typedef struct {
     uint64_t seed;
     jq_cli_evict evict;
     jq_evict_spec spec;
+    /* the offline and the load run take different flags */
+    bool prompt_len_set, gen_set, reps_set, threads_set, evict_set;
+    bool clients_set;
+    const char *load_flag; /* the first load-only flag given (its long name) */
+    const char *mix;
+    jq_load_opts load;
 } bench_opts;
+
+/* --mix "POLICY[:WEIGHT],...": weights 1..1000, default 1. */
+static void parse_mix(const jq_cmd_info *I, const char *list, jq_load_opts *o)
+{
+    char *copy = strdup(list), *save = NULL;
+    if (!copy)
+        jq_cli_fail(I, "out of memory");
+    int n = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(t, ':');
+        if (colon)
+            *colon = 0;
+        int p = jq_evict_policy_from_name(t);
+        if (p < 0)
+            jq_cli_usage_error(I, "unknown policy '%s' in --mix (full, "
+                                  "streaming, h2o, snapkv, pyramidkv, adakv, "
+                                  "judgeq)", t);
+        if (p == JQ_EVICT_ORACLE)
+            jq_cli_usage_error(I, "--mix: oracle observes the tokens it is "
+                                  "about to generate; the daemon serves it "
+                                  "to no one");
+        if (o->weight[p])
+            jq_cli_usage_error(I, "--mix lists '%s' twice", t);
+        o->weight[p] = colon ? (uint32_t)jq_cli_int(I, "a --mix weight",
+                                                    colon + 1, 1, 1000)
+                             : 1;
+        n++;
+    }
+    free(copy);
+    if (n == 0)
+        jq_cli_usage_error(I, "--mix is empty");
+    o->mix_set = true;
+}
+
+/* The load run's checks and defaults, after every flag was read. */
+static void finish_load(const jq_cmd_info *I, bench_opts *o, const char *socket)
+{
+    jq_load_opts *L = &o->load;
+    if (!socket)
+        jq_cli_usage_error(I, "--clients needs --socket PATH (the daemon to "
+                              "load)");
+    if (!*socket)
+        jq_cli_usage_error(I, "--socket needs a path");
+    if (o->model)
+        jq_cli_usage_error(I, "-m is for the offline bench; a load run uses "
+                              "the daemon's model");
+    if (o->reps_set || o->threads_set)
+        jq_cli_usage_error(I, "%s is for the offline bench (-m MODEL)",
+                           o->reps_set ? "--reps" : "--threads");
+    if (o->evict_set)
+        jq_cli_usage_error(I, "--evict is for the offline bench; give a load "
+                              "run's policies with --mix");
+    L->socket = socket;
+    L->prompt_len = o->prompt_len_set ? o->prompt_len : 128;
+    L->gen = o->gen_set ? o->gen : 32;
+    if (L->gen < 1)
+        jq_cli_usage_error(I, "--gen must be at least 1 in a load run");
+    L->seed = o->seed;
+    if (o->mix)
+        parse_mix(I, o->mix, L);
+    jq_cli_evict e = o->evict;
+    if (!e.budget_set) {
+        e.budget = L->prompt_len / 2 > e.window ? L->prompt_len / 2 : e.window + 1;
+        e.budget_set = true;
+    }
+    L->budget = e.budget;
+    for (int p = 0; p < JQ_EVICT_COUNT_; p++) {
+        L->spec[p] = jq_cli_evict_spec_for(&e, (jq_evict_policy)p);
+        bool used = L->mix_set ? L->weight[p] > 0 : p != JQ_EVICT_ORACLE;
+        char err[256];
+        if (used && p != JQ_EVICT_FULL &&
+            jq_evict_spec_check(&L->spec[p], err, sizeof err) != 0)
+            jq_cli_usage_error(I, "%s (policy %s)", err,
+                               jq_evict_policy_name((jq_evict_policy)p));
+    }
+    if (e.soft_path && L->mix_set && !L->weight[JQ_EVICT_JUDGEQ])
+        jq_cli_usage_error(I, "--soft is only used with judgeq in --mix");
+    L->soft_path = e.soft_path;
+    L->kv_type = e.kv_type;
+}
 
 static void parse(int argc, char **argv, bench_opts *o)
 {
@@ -65,29 +197,77 @@ static void parse(int argc, char **argv, bench_opts *o)
         {"reps", required_argument, 0, OPT_REPS},
         {"threads", required_argument, 0, OPT_THREADS},
         {"seed", required_argument, 0, OPT_SEED},
+        {"socket", required_argument, 0, OPT_SOCKET},
+        {"clients", required_argument, 0, OPT_CLIENTS},
+        {"duration", required_argument, 0, OPT_DURATION},
+        {"mix", required_argument, 0, OPT_MIX},
+        {"fork-rate", required_argument, 0, OPT_FORK_RATE},
+        {"export-rate", required_argument, 0, OPT_EXPORT_RATE},
+        {"timeout", required_argument, 0, OPT_TIMEOUT},
+        {"sample-interval", required_argument, 0, OPT_SAMPLE},
+        {"allow-errors", no_argument, 0, OPT_ALLOW_ERRORS},
         {"help", no_argument, 0, 'h'},
         JQ_CLI_EVICT_LONGOPTS,
         {0, 0, 0, 0},
     };
     *o = (bench_opts){.prompt_len = 512, .gen = 128, .reps = 3, .seed = 1,
                       .threads = jq_cli_default_threads()};
+    o->load = (jq_load_opts){.clients = 8, .duration_s = 10, .fork_rate = 0.1,
+                             .export_rate = 0.1, .timeout_ms = 60000};
+    const char *socket = jq_cli_socket; /* `judgeq --socket PATH bench` */
     jq_cli_evict_init(&o->evict);
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":m:h", longopts, NULL)) != -1) {
+        if (c == JQ_OPT_EVICT)
+            o->evict_set = true;
         if (jq_cli_evict_opt(I, c, optarg, &o->evict))
             continue;
+        if (c >= OPT_CLIENTS && c <= OPT_ALLOW_ERRORS && !o->load_flag)
+            for (const struct option *lo = longopts; lo->name; lo++)
+                if (lo->val == c)
+                    o->load_flag = lo->name;
         switch (c) {
         case 'm': o->model = optarg; break;
         case OPT_PROMPT_LEN:
             o->prompt_len = (int32_t)jq_cli_int(I, "--prompt-len", optarg, 1, 1 << 22);
+            o->prompt_len_set = true;
             break;
-        case OPT_GEN: o->gen = (int32_t)jq_cli_int(I, "--gen", optarg, 0, 1 << 20); break;
-        case OPT_REPS: o->reps = (int32_t)jq_cli_int(I, "--reps", optarg, 1, 1000); break;
+        case OPT_GEN:
+            o->gen = (int32_t)jq_cli_int(I, "--gen", optarg, 0, 1 << 20);
+            o->gen_set = true;
+            break;
+        case OPT_REPS:
+            o->reps = (int32_t)jq_cli_int(I, "--reps", optarg, 1, 1000);
+            o->reps_set = true;
+            break;
         case OPT_THREADS:
             o->threads = (int32_t)jq_cli_int(I, "--threads", optarg, 1, 1024);
+            o->threads_set = true;
             break;
         case OPT_SEED: o->seed = jq_cli_u64(I, "--seed", optarg); break;
+        case OPT_SOCKET: socket = optarg; break;
+        case OPT_CLIENTS:
+            o->load.clients = (int32_t)jq_cli_int(I, "--clients", optarg, 1, 4096);
+            o->clients_set = true;
+            break;
+        case OPT_DURATION:
+            o->load.duration_s = jq_cli_float(I, "--duration", optarg, 0.1, 86400);
+            break;
+        case OPT_MIX: o->mix = optarg; break;
+        case OPT_FORK_RATE:
+            o->load.fork_rate = jq_cli_float(I, "--fork-rate", optarg, 0, 1);
+            break;
+        case OPT_EXPORT_RATE:
+            o->load.export_rate = jq_cli_float(I, "--export-rate", optarg, 0, 1);
+            break;
+        case OPT_TIMEOUT:
+            o->load.timeout_ms = (int32_t)jq_cli_int(I, "--timeout", optarg, 1, INT32_MAX);
+            break;
+        case OPT_SAMPLE:
+            o->load.sample_s = jq_cli_float(I, "--sample-interval", optarg, 0.01, 3600);
+            break;
+        case OPT_ALLOW_ERRORS: o->load.allow_errors = true; break;
         case 'h': jq_cli_help(I);
         default:
             jq_cli_bad_option(I, c, argv);
@@ -95,6 +275,13 @@ static void parse(int argc, char **argv, bench_opts *o)
     }
     if (optind < argc)
         jq_cli_usage_error(I, "unexpected argument '%s'", argv[optind]);
+    if (socket || o->clients_set) {
+        finish_load(I, o, socket);
+        return;
+    }
+    if (o->load_flag)
+        jq_cli_usage_error(I, "--%s is for a load run (--socket PATH --clients N)",
+                           o->load_flag);
     if (!o->model)
         jq_cli_usage_error(I, "a model is required (-m FILE)");
     o->spec = jq_cli_evict_spec(I, &o->evict);
@@ -125,6 +312,8 @@ int jq_cmd_bench(int argc, char **argv)
     const jq_cmd_info *I = &bench_info;
     bench_opts o;
     parse(argc, argv, &o);
+    if (o.load.socket)
+        return jq_bench_load(I, &o.load);
     jq_model *m = jq_cli_load_model(I, o.model);
     const jq_hparams *hp = &m->hp;
     char err[1024];

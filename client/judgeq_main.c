@@ -16,7 +16,8 @@ static const struct {
      "critical-KV hit rate of eviction policies vs the oracle"},
     {"eval", jq_cmd_eval,
      "every policy x budget vs the full cache: CSV, JSON and a plot"},
-    {"bench", jq_cmd_bench, "prefill/decode speed of a model, as JSON"},
+    {"bench", jq_cmd_bench,
+     "prefill/decode speed of a model, or a load run on judgeqd, as JSON"},
     {"tokenize", jq_cmd_tokenize, "print the token ids of a text"},
     {"logits", jq_cmd_logits, "print the last prompt position's logits"},
     {"gen-model", jq_cmd_gen_model, "write a random-weight llama GGUF model"},
@@ -29,13 +30,14 @@ static const struct {
 
 static bool is_online(int (*fn)(int, char **))
 {
-    return fn == jq_cmd_generate || fn == jq_cmd_stats || fn == jq_cmd_ping;
+    return fn == jq_cmd_generate || fn == jq_cmd_stats || fn == jq_cmd_ping ||
+           fn == jq_cmd_bench; /* its load run */
 }
 
 static void usage(FILE *f)
 {
     fputs("usage: judgeq COMMAND [OPTIONS]   (judgeq COMMAND --help for "
-          "its options)\n       judgeq --socket PATH generate|stats|ping "
+          "its options)\n       judgeq --socket PATH generate|stats|ping|bench "
           "[OPTIONS]\n\ncommands:\n",
           f);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -85,7 +87,7 @@ int main(int argc, char **argv)
         if (!strcmp(cmd, commands[i].name)) {
             if (global_socket && !is_online(commands[i].fn)) {
                 fprintf(stderr, "judgeq: --socket is for the online commands "
-                                "(generate, stats, ping), not '%s'\n", cmd);
+                                "(generate, stats, ping, bench), not '%s'\n", cmd);
                 return JQ_EXIT_USAGE;
             }
             return commands[i].fn(argc - 1, argv + 1);
