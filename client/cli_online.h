@@ -1,10 +1,11 @@
 /* cli_online.h — the online subcommands of `judgeq` (generate, stats,
- * ping): they talk to a running judgeqd through libjudgeq instead of
- * loading a model.
+ * ping, and bench's load run): they talk to a running judgeqd through
+ * libjudgeq instead of loading a model.
  *
  * The socket comes from, in order: `judgeq --socket PATH COMMAND` (parsed
  * by main), the command's own --socket, $JUDGEQ_SOCKET, and the packaged
- * default /run/judgeq/judgeqd.sock. A connection failure exits 1 with a
+ * default /run/judgeq/judgeqd.sock (bench takes only the first two: a load
+ * run is never started on a daemon nobody named). A connection failure exits 1 with a
  * message naming the socket path.
  */
 #ifndef JQ_CLI_ONLINE_H
