@@ -196,7 +196,8 @@ static void test_pinned_example(void **state)
                         "green hill made the wind. question: what is the "
                         "number of paddle? answer:");
     assert_string_equal(e.answer, "396");
-    assert_int_equal(e.n_prompt, 39 - 4);
+    assert_int_equal(e.n_prompt, 33);
+    assert_int_equal(e.n_tokens, 37); /* + 3 digits and </s> */
     jq_recall_example_free(&e);
 }
 
