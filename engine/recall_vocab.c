@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "tokenizer.h"
 
 static const char *const function_words[JQ_RL_FN_COUNT_] = {
     [JQ_RL_THE] = "the",           [JQ_RL_A] = "a",
@@ -300,31 +301,18 @@ int jq_recall_write_tokenizer(jq_gguf_writer *w, char *err, size_t errlen)
         jq_set_err(err, errlen, "out of memory");
         goto done;
     }
-    /* llama token types: 1 normal, 2 unknown, 3 control, 6 byte. Scores
-     * do not change how this vocabulary tokenizes (the comment at the
-     * top); they decrease with the id, SentencePiece's usual order. */
+    /* Scores do not change how this vocabulary tokenizes (the comment at
+     * the top); they decrease with the id, SentencePiece's usual order. */
     for (int32_t i = 0; i < n; i++) {
-        types[i] = i == JQ_RL_UNK ? 2 : i < JQ_RL_BYTE0 ? 3 : i < JQ_RL_SPACE ? 6 : 1;
-        scores[i] = types[i] == 1 ? -(float)(i - JQ_RL_SPACE) : 0.0f;
+        types[i] = i == JQ_RL_UNK      ? JQ_TOKEN_UNKNOWN
+                   : i < JQ_RL_BYTE0   ? JQ_TOKEN_CONTROL
+                   : i < JQ_RL_SPACE   ? JQ_TOKEN_BYTE
+                                       : JQ_TOKEN_NORMAL;
+        scores[i] = types[i] == JQ_TOKEN_NORMAL ? -(float)(i - JQ_RL_SPACE) : 0.0f;
     }
-    int bad = 0;
-    bad |= jq_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
-    bad |= jq_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens",
-                                      (const char *const *)t.tok, (uint64_t)n);
-    bad |= jq_gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", scores,
-                                      (uint64_t)n);
-    bad |= jq_gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types,
-                                      (uint64_t)n);
-    bad |= jq_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", JQ_RL_UNK);
-    bad |= jq_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", JQ_RL_BOS);
-    bad |= jq_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", JQ_RL_EOS);
-    bad |= jq_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true);
-    bad |= jq_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
-    bad |= jq_gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", true);
-    if (bad) {
-        jq_set_err(err, errlen, "%s", jq_gguf_writer_error(w));
+    if (jq_spm_vocab_write(w, (const char *const *)t.tok, scores, types, n,
+                           err, errlen) != 0)
         goto done;
-    }
     rc = 0;
 done:
     if (t.tok)
