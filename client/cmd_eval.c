@@ -486,35 +486,33 @@ static void make_task(const jq_cmd_info *I, const eval_opts *o,
                       const jq_model *m, int32_t i, eval_prompt *p)
 {
     char err[512];
-    p->source = i;
+    jq_recall_example e = {0};
+    jq_task_sample t = {0};
+    int rc;
     if (o->recall) {
         jq_recall_opts ro = recall_opts(o);
-        jq_recall_example e;
-        if (jq_recall_generate(&ro, (uint64_t)i, &e, err, sizeof err) != 0)
-            jq_cli_fail(I, "%s", err);
-        tokenize_into(I, m, e.prompt, o->no_bos, p);
-        /* the answers move to the prompt; the rest is freed */
-        p->answers = e.answers;
-        p->n_answers = e.n_answers;
-        e.answers = NULL;
-        e.n_answers = 0;
-        jq_recall_example_free(&e);
-        return;
+        rc = jq_recall_generate(&ro, (uint64_t)i, &e, err, sizeof err);
+    } else {
+        jq_task_opts to = {.kind = (jq_task_kind)o->task,
+                           .length = o->task_length,
+                           .question_first = o->question_first,
+                           .seed = o->seed};
+        count_ud cu = {m, !o->no_bos && jq_vocab_add_bos(m->vocab)};
+        rc = jq_task_generate(&to, (uint64_t)i, count_tokens, &cu, &t, err,
+                              sizeof err);
     }
-    jq_task_opts to = {.kind = (jq_task_kind)o->task,
-                       .length = o->task_length,
-                       .question_first = o->question_first,
-                       .seed = o->seed};
-    count_ud cu = {m, !o->no_bos && jq_vocab_add_bos(m->vocab)};
-    jq_task_sample t;
-    if (jq_task_generate(&to, (uint64_t)i, count_tokens, &cu, &t, err,
-                         sizeof err) != 0)
+    if (rc != 0)
         jq_cli_fail(I, "%s", err);
-    tokenize_into(I, m, t.prompt, o->no_bos, p);
-    p->answers = t.answers;
-    p->n_answers = t.n_answers;
-    t.answers = NULL;
-    t.n_answers = 0;
+    p->source = i;
+    tokenize_into(I, m, o->recall ? e.prompt : t.prompt, o->no_bos, p);
+    /* the answers move to the prompt; the rest is freed */
+    char ***answers = o->recall ? &e.answers : &t.answers;
+    int32_t *n_answers = o->recall ? &e.n_answers : &t.n_answers;
+    p->answers = *answers;
+    p->n_answers = *n_answers;
+    *answers = NULL;
+    *n_answers = 0;
+    jq_recall_example_free(&e);
     jq_task_sample_free(&t);
 }
 

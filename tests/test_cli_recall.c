@@ -18,26 +18,10 @@ static const char *recall_model(void)
         path = jqt_fmt("%s/recall.gguf", jqt_tmpdir());
         char *a = jqt_fmt("gen-model -o '%s' --vocab recall --ctx 1024 --seed 4",
                           path);
-        int rc;
-        char *err;
-        free(jqt_judgeq(a, &rc, &err));
-        if (rc != 0)
-            fail_msg("judgeq %s: exit %d: %s", a, rc, err);
-        free(err);
+        free(jqt_judgeq_ok(a));
         free(a);
     }
     return path;
-}
-
-static char *judgeq_ok(const char *args)
-{
-    int rc;
-    char *err;
-    char *out = jqt_judgeq(args, &rc, &err);
-    if (rc != 0)
-        fail_msg("judgeq %s: exit %d: %s", args, rc, err);
-    free(err);
-    return out;
 }
 
 static void test_gen_model_recall_tokenizes_like_the_generator(void **state)
@@ -50,7 +34,7 @@ static void test_gen_model_recall_tokenizes_like_the_generator(void **state)
         char err[256];
         assert_int_equal(jq_recall_generate(&o, 2, &e, err, sizeof err), 0);
         char *a = jqt_fmt("tokenize -m '%s' -p '%s'", recall_model(), e.prompt);
-        char *out = judgeq_ok(a);
+        char *out = jqt_judgeq_ok(a);
         json_t *ids = json_loads(out, 0, NULL);
         assert_non_null(ids);
         assert_int_equal(json_array_size(ids), e.n_prompt);
@@ -66,7 +50,7 @@ static void test_gen_model_recall_tokenizes_like_the_generator(void **state)
     char *a = jqt_fmt("run -m '%s' -p 'the number of apple is 123. question: "
                       "what is the number of apple? answer:' -n 4 --temp 0 "
                       "--ignore-eos --json", recall_model());
-    char *out = judgeq_ok(a);
+    char *out = jqt_judgeq_ok(a);
     json_t *j = json_loads(out, 0, NULL);
     assert_non_null(j);
     assert_int_equal(json_array_size(json_object_get(j, "tokens")), 4);
@@ -97,11 +81,11 @@ static json_t **read_lines(const char *text, size_t *n)
 static void test_recall_data(void **state)
 {
     (void)state;
-    char *out = judgeq_ok("recall-data -o - --length 150 --count 10 "
+    char *out = jqt_judgeq_ok("recall-data -o - --length 150 --count 10 "
                           "--question-first-share 0.3 --seed 4");
-    char *again = judgeq_ok("recall-data -o - --length 150 --count 10 "
+    char *again = jqt_judgeq_ok("recall-data -o - --length 150 --count 10 "
                             "--question-first-share 0.3 --seed 4");
-    char *other = judgeq_ok("recall-data -o - --length 150 --count 10 "
+    char *other = jqt_judgeq_ok("recall-data -o - --length 150 --count 10 "
                             "--question-first-share 0.3 --seed 5");
     assert_string_equal(out, again);
     assert_string_not_equal(out, other);
@@ -143,7 +127,7 @@ static void test_recall_data(void **state)
     char *path = jqt_fmt("%s/recall.jsonl", jqt_tmpdir());
     char *a = jqt_fmt("recall-data -o '%s' --length 300 --count 4 --tasks "
                       "mqar,niah --difficulty 6", path);
-    free(judgeq_ok(a));
+    free(jqt_judgeq_ok(a));
     free(a);
     char *text = jqt_read_file(path, NULL);
     assert_non_null(text);
@@ -168,21 +152,16 @@ static void test_train_reads_recall_data(void **state)
     char *soft = jqt_fmt("%s/recall.soft.gguf", jqt_tmpdir());
     char *a = jqt_fmt("recall-data -o '%s' --length 96 --count 4 --tasks niah",
                       data);
-    free(judgeq_ok(a));
+    free(jqt_judgeq_ok(a));
     free(a);
     a = jqt_fmt("train -m '%s' -o '%s' --data '%s' --use-dataset-responses "
                 "--n 4 --steps 1 --batch 2 --threads 1",
                 recall_model(), soft, data);
-    int rc;
-    char *err;
-    char *out = jqt_judgeq(a, &rc, &err);
-    if (rc != 0)
-        fail_msg("judgeq %s: exit %d: %s", a, rc, err);
+    char *out = jqt_judgeq_ok(a);
     json_t *j = json_loads(out, 0, NULL);
     assert_non_null(j);
     json_decref(j);
     free(out);
-    free(err);
     free(a);
     free(data);
     free(soft);
@@ -196,7 +175,7 @@ static void test_eval_recall_task(void **state)
                       "'%s' --task recall-mqar --length 200 --samples 2 "
                       "--question-first --difficulty 4 --threads 1",
                       recall_model(), dir);
-    free(judgeq_ok(a));
+    free(jqt_judgeq_ok(a));
     free(a);
     char *run = jqt_fmt("%s/run.json", dir);
     json_t *j = json_load_file(run, 0, NULL);

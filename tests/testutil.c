@@ -134,6 +134,17 @@ char *jqt_judgeq(const char *args, int *status, char **err_out)
     return out;
 }
 
+char *jqt_judgeq_ok(const char *args)
+{
+    int rc;
+    char *err;
+    char *out = jqt_judgeq(args, &rc, &err);
+    if (rc != 0)
+        fail_msg("judgeq %s: exit %d: %s", args, rc, err);
+    free(err);
+    return out;
+}
+
 void jqt_expect_exit(const char *args, int want_rc, const char *want_err)
 {
     int rc;
