@@ -23,6 +23,8 @@ static const struct {
     {"gen-model", jq_cmd_gen_model, "write a random-weight llama GGUF model"},
     {"soft-init", jq_cmd_soft_init, "write initial Judge Q soft tokens for a model"},
     {"train", jq_cmd_train, "train Judge Q soft tokens for a model"},
+    {"recall-data", jq_cmd_recall_data,
+     "write recall-language examples (JSONL) for train --data"},
     {"generate", jq_cmd_generate, "generate through a running judgeqd (online run)"},
     {"stats", jq_cmd_stats, "print a running judgeqd's statistics (JSON)"},
     {"ping", jq_cmd_ping, "measure the round trip to a running judgeqd"},
@@ -41,7 +43,7 @@ static void usage(FILE *f)
           "[OPTIONS]\n\ncommands:\n",
           f);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
     fputs("\nenvironment:\n  JUDGEQ_ISA=scalar   use the portable "
           "reference kernels instead of AVX-512\n"
           "  JUDGEQ_SOCKET=PATH  the daemon's socket when --socket is absent\n",

@@ -29,15 +29,6 @@ static json_t *reference_prompt(const char *name)
     return NULL;
 }
 
-/* Runs judgeq with args; returns stdout, sets *rc and *err (malloc'd). */
-static char *judgeq(const char *args, int *rc, char **err)
-{
-    char *cmd = jqt_fmt("'%s' %s", jqt_judgeq_bin(), args);
-    char *out = jqt_run(cmd, rc, err);
-    free(cmd);
-    return out;
-}
-
 static void test_run_matches_reference_text(void **state)
 {
     (void)state;
@@ -49,7 +40,7 @@ static void test_run_matches_reference_text(void **state)
                              json_string_value(json_object_get(p, "prompt")));
         int rc;
         char *err;
-        char *out = judgeq(args, &rc, &err);
+        char *out = jqt_judgeq(args, &rc, &err);
         assert_int_equal(rc, 0);
         /* the continuation as printed is the concatenation of the pieces
          * (llama.cpp's generated_text drops the first piece's leading
@@ -82,7 +73,7 @@ static void test_run_json_fields(void **state)
                          "--threads 2 --json",
                          jqt_model_path("stories260K.gguf"));
     int rc;
-    char *out = judgeq(args, &rc, NULL);
+    char *out = jqt_judgeq(args, &rc, NULL);
     assert_int_equal(rc, 0);
     json_error_t jerr;
     json_t *j = json_loads(out, 0, &jerr);
@@ -108,7 +99,7 @@ static void test_run_n0_and_seeded_sampling(void **state)
     const char *model = jqt_model_path("stories260K.gguf");
     int rc;
     char *args = jqt_fmt("run -m '%s' -p 'Once' -n 0 --json", model);
-    char *out = judgeq(args, &rc, NULL);
+    char *out = jqt_judgeq(args, &rc, NULL);
     assert_int_equal(rc, 0);
     json_t *j = json_loads(out, 0, NULL);
     assert_non_null(j);
@@ -124,7 +115,7 @@ static void test_run_n0_and_seeded_sampling(void **state)
         args = jqt_fmt("run -m '%s' -p 'Once upon a time' -n 40 --temp 1.5 "
                        "--top-k 0 --top-p 1 --seed %u --json",
                        model, seeds[i]);
-        out = judgeq(args, &rc, NULL);
+        out = jqt_judgeq(args, &rc, NULL);
         assert_int_equal(rc, 0);
         j = json_loads(out, 0, NULL);
         assert_non_null(j);
@@ -145,21 +136,21 @@ static void test_tokenize(void **state)
     int rc;
     char *args = jqt_fmt("tokenize -m '%s' -p 'Once upon a time'",
                          jqt_model_path("stories260K.gguf"));
-    char *out = judgeq(args, &rc, NULL);
+    char *out = jqt_judgeq(args, &rc, NULL);
     assert_int_equal(rc, 0);
     assert_string_equal(out, "[1,403,407,261,378]\n");
     free(out);
     free(args);
     args = jqt_fmt("tokenize -m '%s' -p 'Once upon a time' --no-bos",
                    jqt_model_path("stories260K.gguf"));
-    out = judgeq(args, &rc, NULL);
+    out = jqt_judgeq(args, &rc, NULL);
     assert_string_equal(out, "[403,407,261,378]\n");
     free(out);
     free(args);
     /* a vocabulary-only file (no tensors) */
     args = jqt_fmt("tokenize -m '%s' -p 'Hello world' --no-bos",
                    jqt_reference_path("tokenizers/ggml-vocab-llama-spm.gguf"));
-    out = judgeq(args, &rc, NULL);
+    out = jqt_judgeq(args, &rc, NULL);
     assert_int_equal(rc, 0);
     assert_string_equal(out, "[15043,3186]\n");
     free(out);
@@ -174,7 +165,7 @@ static void test_logits_match_reference(void **state)
                          jqt_model_path("stories260K.gguf"),
                          json_string_value(json_object_get(p, "prompt")));
     int rc;
-    char *out = judgeq(args, &rc, NULL);
+    char *out = jqt_judgeq(args, &rc, NULL);
     assert_int_equal(rc, 0);
     json_t *j = json_loads(out, 0, NULL);
     assert_non_null(j);
@@ -192,51 +183,39 @@ static void test_logits_match_reference(void **state)
     free(args);
 }
 
-static void expect_exit(const char *args, int want_rc, const char *want_err)
-{
-    int rc;
-    char *err;
-    char *out = judgeq(args, &rc, &err);
-    if (rc != want_rc || (want_err && !strstr(err, want_err)))
-        fail_msg("judgeq %s: exit %d (want %d), stderr: %s", args, rc, want_rc,
-                 err);
-    free(out);
-    free(err);
-}
-
 static void test_usage_errors(void **state)
 {
     (void)state;
     const char *model = jqt_model_path("stories260K.gguf");
-    expect_exit("", 2, "command is required");
-    expect_exit("frobnicate", 2, "unknown command");
-    expect_exit("run -p x", 2, "model is required");
+    jqt_expect_exit("", 2, "command is required");
+    jqt_expect_exit("frobnicate", 2, "unknown command");
+    jqt_expect_exit("run -p x", 2, "model is required");
     char *a = jqt_fmt("run -m '%s'", model);
-    expect_exit(a, 2, "exactly one of -p and -f");
+    jqt_expect_exit(a, 2, "exactly one of -p and -f");
     free(a);
     a = jqt_fmt("run -m '%s' -p x -n lots", model);
-    expect_exit(a, 2, "-n expects an integer");
+    jqt_expect_exit(a, 2, "-n expects an integer");
     free(a);
     a = jqt_fmt("run -m '%s' -p x --temp -1", model);
-    expect_exit(a, 2, "--temp must be in");
+    jqt_expect_exit(a, 2, "--temp must be in");
     free(a);
     a = jqt_fmt("run -m '%s' -p x --bogus", model);
-    expect_exit(a, 2, "unknown option '--bogus'");
+    jqt_expect_exit(a, 2, "unknown option '--bogus'");
     free(a);
     a = jqt_fmt("run -m '%s' -p x --seed", model);
-    expect_exit(a, 2, "needs a value");
+    jqt_expect_exit(a, 2, "needs a value");
     free(a);
-    expect_exit("gen-model --n-embd 60 --n-head 7 -o /dev/null", 2,
+    jqt_expect_exit("gen-model --n-embd 60 --n-head 7 -o /dev/null", 2,
                 "not a multiple of --n-head");
-    expect_exit("gen-model -o /dev/null --type q5_k", 2, "--type must be");
-    expect_exit("gen-model --type q8_0 --n-embd 48 --n-head 4 -o /dev/null", 2,
+    jqt_expect_exit("gen-model -o /dev/null --type q5_k", 2, "--type must be");
+    jqt_expect_exit("gen-model --type q8_0 --n-embd 48 --n-head 4 -o /dev/null", 2,
                 "multiples of 32");
     /* --help of every command succeeds and prints its usage */
     const char *cmds[] = {"run", "tokenize", "logits", "gen-model"};
     for (int i = 0; i < 4; i++) {
         char *h = jqt_fmt("%s --help", cmds[i]);
         int rc;
-        char *out = judgeq(h, &rc, NULL);
+        char *out = jqt_judgeq(h, &rc, NULL);
         assert_int_equal(rc, 0);
         assert_non_null(strstr(out, "usage: judgeq"));
         free(out);
@@ -247,7 +226,7 @@ static void test_usage_errors(void **state)
 static void test_bad_model_files(void **state)
 {
     (void)state;
-    expect_exit("run -m /nonexistent/model.gguf -p hi", 1,
+    jqt_expect_exit("run -m /nonexistent/model.gguf -p hi", 1,
                 "/nonexistent/model.gguf");
     /* a truncated copy of a real model */
     char *trunc = jqt_fmt("%s/trunc.gguf", jqt_tmpdir());
@@ -257,16 +236,16 @@ static void test_bad_model_files(void **state)
     free(jqt_run(cmd, &rc, NULL));
     assert_int_equal(rc, 0);
     char *a = jqt_fmt("run -m '%s' -p hi", trunc);
-    expect_exit(a, 1, trunc);
+    jqt_expect_exit(a, 1, trunc);
     free(a);
     /* not a GGUF at all */
     a = jqt_fmt("run -m '%s' -p hi", jqt_reference_path("README.md"));
-    expect_exit(a, 1, "README.md");
+    jqt_expect_exit(a, 1, "README.md");
     free(a);
     /* a vocabulary-only file is not a model */
     a = jqt_fmt("run -m '%s' -p hi",
                 jqt_reference_path("tokenizers/ggml-vocab-llama-spm.gguf"));
-    expect_exit(a, 1, "token_embd.weight");
+    jqt_expect_exit(a, 1, "token_embd.weight");
     free(a);
     free(cmd);
     free(trunc);
@@ -290,7 +269,7 @@ static void test_gen_model_runs(void **state)
                               shapes[s], types[t]);
             int rc;
             char *err;
-            free(judgeq(a, &rc, &err));
+            free(jqt_judgeq(a, &rc, &err));
             if (rc != 0)
                 fail_msg("judgeq %s: exit %d: %s", a, rc, err);
             free(err);
@@ -298,7 +277,7 @@ static void test_gen_model_runs(void **state)
             a = jqt_fmt("run -m '%s' -p 'the cat sat' -n 6 --temp 0 "
                         "--ignore-eos --json",
                         path);
-            char *out = judgeq(a, &rc, &err);
+            char *out = jqt_judgeq(a, &rc, &err);
             if (rc != 0)
                 fail_msg("judgeq %s: exit %d: %s", a, rc, err);
             json_t *j = json_loads(out, 0, NULL);
@@ -320,7 +299,7 @@ static void test_gen_model_runs(void **state)
                       "'%s' gen-model -o '%s' --seed 5 --type q8_0 && "
                       "'%s' gen-model -o '%s' --seed 6 --type q8_0",
                       p1, jqt_judgeq_bin(), p2, jqt_judgeq_bin(), p3);
-    free(judgeq(a, &rc, NULL));
+    free(jqt_judgeq(a, &rc, NULL));
     assert_int_equal(rc, 0);
     free(a);
     a = jqt_fmt("cmp -s '%s' '%s'", p1, p2);

@@ -126,6 +126,37 @@ char *jqt_run(const char *cmdline, int *status, char **err_out)
     return out;
 }
 
+char *jqt_judgeq(const char *args, int *status, char **err_out)
+{
+    char *cmd = jqt_fmt("'%s' %s", jqt_judgeq_bin(), args);
+    char *out = jqt_run(cmd, status, err_out);
+    free(cmd);
+    return out;
+}
+
+char *jqt_judgeq_ok(const char *args)
+{
+    int rc;
+    char *err;
+    char *out = jqt_judgeq(args, &rc, &err);
+    if (rc != 0)
+        fail_msg("judgeq %s: exit %d: %s", args, rc, err);
+    free(err);
+    return out;
+}
+
+void jqt_expect_exit(const char *args, int want_rc, const char *want_err)
+{
+    int rc;
+    char *err;
+    char *out = jqt_judgeq(args, &rc, &err);
+    if (rc != want_rc || (want_err && !strstr(err, want_err)))
+        fail_msg("judgeq %s: exit %d (want %d), stderr: %s", args, rc, want_rc,
+                 err);
+    free(out);
+    free(err);
+}
+
 void jqt_rng_seed(jqt_rng *r, uint64_t seed)
 {
     r->s = seed ? seed : 0x9e3779b97f4a7c15ull;

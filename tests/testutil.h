@@ -30,6 +30,14 @@ const char *jqt_tmpdir(void);
  * and stores the exit status (or 128+signal) in *status. stderr goes to
  * *err_out when non-NULL (malloc'd), else is discarded. */
 char *jqt_run(const char *cmdline, int *status, char **err_out);
+/* Runs the judgeq binary with args (shell words); like jqt_run. */
+char *jqt_judgeq(const char *args, int *status, char **err_out);
+/* Runs judgeq with args, failing the test (with its stderr) unless it
+ * exits 0; returns its stdout (malloc'd). */
+char *jqt_judgeq_ok(const char *args);
+/* Runs judgeq with args and fails the test unless it exits with want_rc
+ * and (when want_err is not NULL) its stderr contains want_err. */
+void jqt_expect_exit(const char *args, int want_rc, const char *want_err);
 /* printf-style formatting into a malloc'd string. */
 char *jqt_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reads a whole file (malloc'd, NUL-terminated); NULL if unreadable. */
