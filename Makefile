@@ -86,7 +86,8 @@ build-all: $(JUDGEQ) $(JUDGEQD) $(CLIENT_SO) $(TEST_BIN)
 # as root directly, otherwise through sudo.
 DEB_PACKAGES := gcc make pkg-config libopenblas-pthread-dev libjansson-dev \
                 libcmocka-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler \
-                libhwloc-dev libsystemd-dev valgrind gnuplot-nox
+                libhwloc-dev libsystemd-dev valgrind gnuplot-nox \
+                systemd libseccomp-dev clang libclang-rt-dev
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -153,6 +154,9 @@ $(B)/bin/judgeqd: $(DAEMON_MAIN) $(DAEMON_LIB) $(CLIENT_A) $(ENGINE_LIB) $(KERNE
 $(B)/tests/%: $(B)/obj/tests/%.o $(TEST_HELPER_OBJ) $(CLI_LIB) $(DAEMON_LIB) $(CLIENT_A) $(ENGINE_LIB) $(KERNEL_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(DAEMON_LIBS) $(TEST_LIBS)
+
+# The sandbox test rebuilds judgeqd.service's seccomp filter.
+$(B)/tests/test_daemon_security: TEST_LIBS += -lseccomp
 
 # The suite runs every test binary twice: with the ISA the CPU offers and
 # with JUDGEQ_ISA=scalar, so both kernel paths carry the whole engine.
