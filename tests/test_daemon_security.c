@@ -47,6 +47,7 @@
 
 #include "judgeq.h"
 #include "daemon.h"
+#include "daemon_proc.h"
 #include "judgeq.pb-c.h"
 #include "paths.h"
 
@@ -83,12 +84,6 @@ static void sh_ok(const char *cmd)
 typedef struct sandbox sandbox;
 static int sandbox_enter(const sandbox *sb);
 
-typedef struct {
-    pid_t pid;
-    char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    char log[160];
-} daemon_proc;
-
 static const char *judgeqd_bin(void)
 {
     static char path[4096];
@@ -96,138 +91,52 @@ static const char *judgeqd_bin(void)
     return path;
 }
 
-/* Starts judgeqd on dir/NAME.sock with extra args (NULL-ended); with
- * listen_fd >= 0 the socket comes as fd 3 through LISTEN_FDS instead, and
- * with sb the child enters that sandbox before exec. */
-static void spawn(daemon_proc *dp, const char *name, const char *const *extra,
-                  int listen_fd, const sandbox *sb)
+/* tests/daemon_proc.c's hook: the unit's sandbox, entered by the child */
+static int enter_hook(void *arg)
 {
-    snprintf(dp->sock, sizeof dp->sock, "%.64s/%.32s.sock", dir, name);
-    snprintf(dp->log, sizeof dp->log, "%s/%s.log", dir, name);
-    const char *argv[40];
-    int n = 0;
-    argv[n++] = judgeqd_bin();
-    argv[n++] = "--model";
-    argv[n++] = jqt_model_path(MODEL);
-    if (listen_fd < 0) {
-        argv[n++] = "--socket";
-        argv[n++] = dp->sock;
-    }
-    argv[n++] = "--threads";
-    argv[n++] = "2";
-    argv[n++] = "--log-level";
-    argv[n++] = "debug";
-    for (int i = 0; extra && extra[i] && n < 38; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int lf = open(dp->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (lf >= 0) {
-            dup2(lf, 1);
-            dup2(lf, 2);
-            close(lf);
-        }
-        if (listen_fd >= 0) {
-            if (listen_fd != 3) {
-                dup2(listen_fd, 3);
-                close(listen_fd);
-            }
-            fcntl(3, F_SETFD, 0);
-            char pidbuf[32];
-            snprintf(pidbuf, sizeof pidbuf, "%d", (int)getpid());
-            setenv("LISTEN_PID", pidbuf, 1);
-            setenv("LISTEN_FDS", "1", 1);
-        } else {
-            unsetenv("LISTEN_PID");
-            unsetenv("LISTEN_FDS");
-        }
-        if (sb) {
-            /* LeakSanitizer stops the world with ptrace at exit, which
-             * @system-service forbids; the other tests check leaks */
-            const char *a = getenv("ASAN_OPTIONS");
-            char *opts = jqt_fmt("%s%sdetect_leaks=0", a ? a : "",
-                                 a && *a ? ":" : "");
-            setenv("ASAN_OPTIONS", opts, 1);
-            free(opts);
-        }
-        int step = sb ? sandbox_enter(sb) : 0;
-        if (step != 0) {
-            fprintf(stderr, "sandbox step %d failed: %s\n", step,
-                    strerror(errno));
-            _exit(120);
-        }
-        /* after any uid change, which clears it */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    dp->pid = pid;
+    /* LeakSanitizer stops the world with ptrace at exit, which
+     * @system-service forbids; the other tests check leaks */
+    const char *a = getenv("ASAN_OPTIONS");
+    char *opts = jqt_fmt("%s%sdetect_leaks=0", a ? a : "", a && *a ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    free(opts);
+    int step = sandbox_enter(arg);
+    if (step != 0)
+        fprintf(stderr, "sandbox step %d failed: %s\n", step, strerror(errno));
+    return step;
 }
 
-static void print_log(const daemon_proc *dp)
+/* judgeqd on dir/NAME.sock (2 threads, debug log) with extra args
+ * (NULL-ended); with listen_fd > 0 the socket comes as fd 3 through
+ * LISTEN_FDS, and with sb the child enters that sandbox before exec.
+ * Returns once it answers a Ping. */
+static void start(jqt_daemon *dp, const char *name, const char *const *extra,
+                  int listen_fd, sandbox *sb)
 {
-    char *log = jqt_read_file(dp->log, NULL);
-    if (log) {
-        size_t n = strlen(log);
-        fprintf(stderr, "---- %s (last bytes)\n%s\n----\n", dp->log,
-                n > 3000 ? log + n - 3000 : log);
-        free(log);
+    const char *args[32] = {"--threads", "2", "--log-level", "debug"};
+    int n = 4;
+    for (int i = 0; extra && extra[i] && n < 31; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    jqt_daemon_opts o = {.dir = dir,
+                         .listen_fd = listen_fd,
+                         .before_exec = sb ? enter_hook : NULL,
+                         .arg = sb};
+    jqt_daemon_start_opts(dp, name, jqt_model_path(MODEL), args, &o);
+}
+
+/* SIGTERM: the daemon must exit 0 (the log is shown when it does not). */
+static void stop_ok(jqt_daemon *dp)
+{
+    int st = jqt_daemon_stop(dp);
+    if (st != 0) {
+        char *log = jqt_read_file(dp->log, NULL);
+        fail_msg("judgeqd status 0x%x after SIGTERM; its log:\n%s", st,
+                 log ? log : "(none)");
     }
 }
 
-/* Waits until a Ping is answered (bounded). */
-static void wait_ready(daemon_proc *dp)
-{
-    double t0 = now_s();
-    while (now_s() - t0 < 30) {
-        judgeq_conn *c;
-        bool up = judgeq_connect(dp->sock, 100, &c) == JUDGEQ_OK &&
-                  judgeq_ping(c, NULL) == JUDGEQ_OK;
-        judgeq_close(c);
-        if (up)
-            return;
-        int st;
-        if (waitpid(dp->pid, &st, WNOHANG) == dp->pid) {
-            dp->pid = 0;
-            print_log(dp);
-            fail_msg("judgeqd exited before serving (status 0x%x)", st);
-        }
-        usleep(10000);
-    }
-    print_log(dp);
-    fail_msg("judgeqd did not serve within 30 s");
-}
-
-/* SIGTERM, then the exit status (SIGKILL after 15 s: -2). */
-static int stop(daemon_proc *dp)
-{
-    if (dp->pid <= 0)
-        return -1;
-    kill(dp->pid, SIGTERM);
-    double t0 = now_s();
-    int st = 0;
-    while (waitpid(dp->pid, &st, WNOHANG) != dp->pid) {
-        if (now_s() - t0 > 15) {
-            kill(dp->pid, SIGKILL);
-            waitpid(dp->pid, &st, 0);
-            dp->pid = 0;
-            print_log(dp);
-            return -2;
-        }
-        usleep(5000);
-    }
-    dp->pid = 0;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        print_log(dp);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static judgeq_conn *connect_ok(const daemon_proc *dp)
+static judgeq_conn *connect_ok(const jqt_daemon *dp)
 {
     judgeq_conn *c;
     if (judgeq_connect(dp->sock, 2000, &c) != JUDGEQ_OK)
@@ -292,7 +201,7 @@ static size_t cli_tokens(const char *args, int32_t *out, size_t cap)
 
 /* `judgeq generate` through dp with judgeq eviction (the daemon's soft
  * tokens, or soft_arg's) equals `judgeq run` with offline_soft. */
-static void check_judgeq_generation(const daemon_proc *dp,
+static void check_judgeq_generation(const jqt_daemon *dp,
                                     const char *soft_arg,
                                     const char *offline_soft)
 {
@@ -460,10 +369,9 @@ static void test_allow_open(void **state)
 static void test_no_allow_path_opens_nothing(void **state)
 {
     (void)state;
-    daemon_proc dp = {0};
+    jqt_daemon dp = {0};
     const char *extra[] = {"--soft", soft, NULL};
-    spawn(&dp, "closed", extra, -1, NULL);
-    wait_ready(&dp);
+    start(&dp, "closed", extra, -1, NULL);
     judgeq_conn *c = connect_ok(&dp);
     char *p = jqt_fmt("%s/client.gguf", allowed);
     expect_refused(c, p, JUDGEQ_ERR_PERMISSION_DENIED, p);
@@ -474,7 +382,7 @@ static void test_no_allow_path_opens_nothing(void **state)
     assert_int_equal(prefill_judgeq(c, sid, NULL), JUDGEQ_OK);
     judgeq_close(c);
     free(p);
-    assert_int_equal(stop(&dp), 0);
+    stop_ok(&dp);
 }
 
 /* With --allow-path: a file under the prefix serves judgeq eviction
@@ -483,10 +391,9 @@ static void test_no_allow_path_opens_nothing(void **state)
 static void test_allow_path(void **state)
 {
     (void)state;
-    daemon_proc dp = {0};
+    jqt_daemon dp = {0};
     const char *extra[] = {"--allow-path", allowed, NULL};
-    spawn(&dp, "allow", extra, -1, NULL);
-    wait_ready(&dp);
+    start(&dp, "allow", extra, -1, NULL);
     char *client = jqt_fmt("%s/client.gguf", allowed);
     /* relative --soft: the CLI sends it made absolute */
     char *rel = jqt_fmt("cd '%s' && '%s' --socket '%s' generate -p '%s' -n 4 "
@@ -541,7 +448,7 @@ static void test_allow_path(void **state)
     assert_int_equal(prefill_judgeq(c, sid, client), JUDGEQ_OK);
     judgeq_close(c);
     free(client);
-    assert_int_equal(stop(&dp), 0);
+    stop_ok(&dp);
     /* the refusals are in the log for the administrator */
     char *log = jqt_read_file(dp.log, NULL);
     assert_non_null(log);
@@ -690,10 +597,9 @@ static void test_socket_mode_and_owners(void **state)
         skip();
     }
     mode_t old = umask(0);
-    daemon_proc dp = {0};
-    spawn(&dp, "owners", NULL, -1, NULL);
+    jqt_daemon dp = {0};
+    start(&dp, "owners", NULL, -1, NULL);
     umask(old);
-    wait_ready(&dp);
     struct stat st;
     assert_int_equal(lstat(dp.sock, &st), 0);
     assert_true(S_ISSOCK(st.st_mode));
@@ -719,7 +625,7 @@ static void test_socket_mode_and_owners(void **state)
         run_as(OTHER_UID, OTHER_UID, NOBODY, dp.sock, try_foreign, sid), 0);
     /* nobody again, on a new connection: still its own */
     assert_int_equal(run_as(NOBODY, NOBODY, -1, dp.sock, use_own, sid), 0);
-    assert_int_equal(stop(&dp), 0);
+    stop_ok(&dp);
 }
 
 /* ------------------------------------------------------ sealed memory */
@@ -815,13 +721,12 @@ static void read_all(int fd, uint8_t *p, size_t n)
 static void test_unknown_field_flood(void **state)
 {
     (void)state;
-    daemon_proc dp = {0};
-    spawn(&dp, "flood", NULL, -1, NULL);
-    wait_ready(&dp);
+    jqt_daemon dp = {0};
+    start(&dp, "flood", NULL, -1, NULL);
     long hwm0 = proc_status_kib(dp.pid, "VmHWM:");
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, dp.sock, sizeof sa.sun_path);
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%.100s", dp.sock);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     struct timeval tv = {30, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -864,7 +769,7 @@ static void test_unknown_field_flood(void **state)
     judgeq_set_timeout(c, 10000);
     assert_int_equal(judgeq_ping(c, NULL), JUDGEQ_OK);
     judgeq_close(c);
-    assert_int_equal(stop(&dp), 0);
+    stop_ok(&dp);
 }
 
 /* ------------------------------------------------- the unit's sandbox */
@@ -1173,12 +1078,10 @@ static void test_runs_under_unit_sandbox(void **state)
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
     assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(ls, 16), 0);
-    daemon_proc dp = {0};
+    jqt_daemon dp = {0};
     const char *extra[] = {"--soft", soft, "--allow-path", allowed, NULL};
-    spawn(&dp, "sandbox", extra, ls, &sb);
+    start(&dp, "sandbox", extra, ls, &sb);
     close(ls);
-    snprintf(dp.sock, sizeof dp.sock, "%s", path);
-    wait_ready(&dp);
 
     /* what the kernel says about the daemon */
     assert_int_equal(proc_status_kib(dp.pid, "Seccomp:"), 2);
@@ -1250,7 +1153,7 @@ static void test_runs_under_unit_sandbox(void **state)
     }
     assert_int_equal(judgeq_ping(c, NULL), JUDGEQ_OK);
     judgeq_close(c);
-    assert_int_equal(stop(&dp), 0);
+    stop_ok(&dp);
     char *log = jqt_read_file(dp.log, NULL);
     assert_non_null(log);
     /* nothing the sandbox refused went unnoticed in the log */
