@@ -48,6 +48,10 @@ typedef struct {
     char message[256];
 } jq_wire_error;
 
+/* Fills *err with code and the formatted sentence; returns -1. */
+int jq_wire_fail(jq_wire_error *err, Judgeq__ErrorCode code, const char *fmt,
+                 ...) __attribute__((format(printf, 3, 4)));
+
 typedef enum {
     JQ_FRAME_NEED_MORE = 0, /* not a whole frame yet */
     JQ_FRAME_READY = 1,     /* *payload_len bytes follow the header */

@@ -4,25 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int deny(jq_wire_error *err, Judgeq__ErrorCode code, const char *fmt,
-                ...) __attribute__((format(printf, 3, 4)));
-static int deny(jq_wire_error *err, Judgeq__ErrorCode code, const char *fmt,
-                ...)
-{
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 int jq_allow_list_init(jq_allow_list *a, const jq_str_list *prefixes,
                        char *err, size_t errlen)
@@ -99,12 +85,12 @@ int jq_allow_open(const jq_allow_list *a, const char *field, const char *path,
                   uint64_t *size, jq_wire_error *err)
 {
     if (a->n == 0)
-        return deny(err, JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
+        return jq_wire_fail(err, JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
                     "%s %.160s: this daemon opens no client paths (it was "
                     "started without --allow-path)",
                     field, path);
     if (path[0] != '/')
-        return deny(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
+        return jq_wire_fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
                     "%s %.160s is not an absolute path", field, path);
     int fd = open(path, O_PATH | O_CLOEXEC);
     if (fd < 0) {
@@ -112,10 +98,10 @@ int jq_allow_open(const jq_allow_list *a, const char *field, const char *path,
         char folded[PATH_MAX];
         fold_lexically(path, folded, sizeof folded);
         if (!under_any(a, folded))
-            return deny(err, JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
+            return jq_wire_fail(err, JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
                         "%s %.160s is not under an --allow-path prefix",
                         field, path);
-        return deny(err,
+        return jq_wire_fail(err,
                     e == ENOENT || e == ENOTDIR
                         ? JUDGEQ__ERROR_CODE__NOT_FOUND
                         : JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
@@ -127,7 +113,7 @@ int jq_allow_open(const jq_allow_list *a, const char *field, const char *path,
     if (n <= 0 || (size_t)n >= sizeof real - 1) {
         int e = n < 0 ? errno : ENAMETOOLONG;
         close(fd);
-        return deny(err, JUDGEQ__ERROR_CODE__INTERNAL,
+        return jq_wire_fail(err, JUDGEQ__ERROR_CODE__INTERNAL,
                     "%s %.160s: cannot tell where it leads (%s: %s)", field,
                     path, proc, strerror(e));
     }
@@ -136,7 +122,7 @@ int jq_allow_open(const jq_allow_list *a, const char *field, const char *path,
         close(fd);
         /* the name it resolved to stays in the daemon: a client learns
          * nothing about files it could not name itself */
-        return deny(err, JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
+        return jq_wire_fail(err, JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
                     "%s %.160s is not under an --allow-path prefix "
                     "(after following links)",
                     field, path);
@@ -144,7 +130,7 @@ int jq_allow_open(const jq_allow_list *a, const char *field, const char *path,
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return deny(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
+        return jq_wire_fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
                     "%s %.160s is not a regular file", field, path);
     }
     *size = (uint64_t)st.st_size;
