@@ -1,8 +1,14 @@
 # judgeq — build, test, install.
 #
 #   make              build everything into build/ (runs `make deps` first)
-#   make test         build and run the whole suite; ends with "N passed, N failed"
-#   make SANITIZE=1 test   the same under AddressSanitizer + UBSan (build/asan/)
+#   make check        build and run the test suite; ends with "N passed, N failed"
+#   make test         what CI runs: the suite, then the suite under ASan + UBSan,
+#                     the daemon tests under ThreadSanitizer and a short fuzz
+#                     of every target, each stage announced; the last line
+#                     "N passed, N failed" adds up every stage
+#   make SANITIZE=1 test   the suite under AddressSanitizer + UBSan (build/asan/)
+#   make SANITIZE=thread test-daemon   the daemon tests under ThreadSanitizer
+#                     (build/tsan/)
 #   make deps         install the Debian packages judgeq needs, only if missing
 #
 # Sources are found by wildcard: a new .c file in kernels/, engine/ or client/
@@ -18,6 +24,9 @@ BLAS_DIR  := /usr/lib/$(MULTIARCH)/openblas-pthread
 ifeq ($(SANITIZE),1)
   B        ?= build/asan
   SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZE),thread)
+  B        ?= build/tsan
+  SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 else
   B        ?= build
   SANFLAGS :=
@@ -75,7 +84,7 @@ CLIENT_A   := $(B)/lib/libjudgeq.a
 CLIENT_SO  := $(B)/lib/libjudgeq.so.0
 JUDGEQD    := $(if $(wildcard daemon/judgeqd_main.c),$(B)/bin/judgeqd)
 
-.PHONY: all deps test clean check-format format
+.PHONY: all deps test check test-daemon clean check-format format
 all: deps
 	@$(MAKE) --no-print-directory build-all
 
@@ -86,7 +95,8 @@ build-all: $(JUDGEQ) $(JUDGEQD) $(CLIENT_SO) $(TEST_BIN)
 # as root directly, otherwise through sudo.
 DEB_PACKAGES := gcc make pkg-config libopenblas-pthread-dev libjansson-dev \
                 libcmocka-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler \
-                libhwloc-dev libsystemd-dev valgrind gnuplot-nox
+                libhwloc-dev libsystemd-dev valgrind gnuplot-nox \
+                systemd libseccomp-dev clang libclang-rt-dev
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -154,10 +164,35 @@ $(B)/tests/%: $(B)/obj/tests/%.o $(TEST_HELPER_OBJ) $(CLI_LIB) $(DAEMON_LIB) $(C
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(DAEMON_LIBS) $(TEST_LIBS)
 
+# The sandbox test rebuilds judgeqd.service's seccomp filter.
+$(B)/tests/test_daemon_security: TEST_LIBS += -lseccomp
+
 # The suite runs every test binary twice: with the ISA the CPU offers and
 # with JUDGEQ_ISA=scalar, so both kernel paths carry the whole engine.
-test: all
+check: all
 	@JUDGEQ_BUILD=$(ROOT)/$(B) JUDGEQ_ROOT=$(ROOT) bash tests/run.sh $(TEST_BIN)
+
+# `make test` is CI's command (tests/stages.sh): the suite, then the same
+# suite under ASan + UBSan, the daemon tests under TSan, and
+# CI_FUZZ_SECONDS of fuzzing per target, each stage counted in the last
+# line. With SANITIZE set it is the suite in that build alone.
+CI_FUZZ_SECONDS ?= 30
+ifeq ($(SANITIZE),)
+test:
+	@CI_FUZZ_SECONDS=$(CI_FUZZ_SECONDS) MAKE="$(MAKE)" bash tests/stages.sh
+else
+test: check
+endif
+
+# The tests that start judgeqd (the daemon's threads, its workers and
+# their completions are what ThreadSanitizer is for). Each runs once (the
+# ISA does not change the threading); a sanitizer report from any process,
+# the daemons included, is a failure (tests/run.sh reads the report files).
+DAEMON_TEST_BIN := $(patsubst %,$(B)/tests/%,test_daemon_live test_daemon_e2e \
+                     test_daemon_security test_client_lib)
+test-daemon: all
+	@JUDGEQ_BUILD=$(ROOT)/$(B) JUDGEQ_ROOT=$(ROOT) JUDGEQ_TEST_ISAS=native \
+	  JUDGEQ_SANITIZER_LOGS=1 bash tests/run.sh $(DAEMON_TEST_BIN)
 
 clean:
 	rm -rf build
@@ -239,7 +274,8 @@ $(B)/bench/stream_read $(B)/bench/insn_throughput: $(B)/bench/%: bench/%.c
 #
 #   make fuzz [FUZZ_SECONDS=30]   build every libFuzzer target with clang
 #                                 (ASan + UBSan), make seed corpora, run each
-#                                 target FUZZ_SECONDS; fails on any crash
+#                                 target FUZZ_SECONDS; fails on any crash;
+#                                 ends with "N passed, N failed" (targets)
 #   make fuzz FUZZ_NAMES=fuzz_gguf    only the targets named
 #
 # A target is tests/fuzz/fuzz_NAME.c defining jq_fuzz_NAME (tests/fuzz/fuzz.h);
@@ -345,8 +381,11 @@ fuzz:
 	    echo "  $$t FAILED (exit $$rc): see $(FUZZ_B)/$$t.log"; \
 	  fi; \
 	done; \
-	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed"; exit 1; fi; \
-	echo "fuzz: no crashes in $(words $(FUZZ_NAMES)) targets"
+	nf=$$(echo $$failed | wc -w); \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed"; \
+	else echo "fuzz: no crashes in $(words $(FUZZ_NAMES)) targets"; fi; \
+	echo "$$(( $(words $(FUZZ_NAMES)) - nf )) passed, $$nf failed"; \
+	[ $$nf -eq 0 ]
 
 fuzz-libs:
 	@$(MAKE) --no-print-directory B=$(FUZZ_TREE) CC=$(FUZZ_CC) SANITIZE= \

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cli_evict.h"
@@ -300,7 +301,23 @@ int jq_cmd_generate(int argc, char **argv)
     ev.sink = o.spec.sink;
     ev.pool_kernel = o.spec.pool_kernel;
     ev.gqa_reduce = (int32_t)o.spec.gqa_reduce;
+    char *soft_abs = NULL;
     ev.soft_path = o.evict.soft_path;
+    if (ev.soft_path && ev.soft_path[0] != '/') {
+        /* the daemon does not share our working directory; links are left
+         * for it to resolve (it judges the file they lead to) */
+        char *cwd = getcwd(NULL, 0);
+        if (!cwd)
+            jq_cli_fail(I, "--soft %s: cannot make it absolute (getcwd)",
+                        ev.soft_path);
+        size_t n = strlen(cwd) + strlen(ev.soft_path) + 2;
+        soft_abs = malloc(n);
+        if (!soft_abs)
+            jq_cli_fail(I, "out of memory");
+        snprintf(soft_abs, n, "%s/%s", cwd, ev.soft_path);
+        free(cwd);
+        ev.soft_path = soft_abs;
+    }
     judgeq_prefill_input in = {
         .text = prompt,
         .text_len = prompt_len,
@@ -311,7 +328,9 @@ int jq_cmd_generate(int argc, char **argv)
     if (prompt_len == 0) /* text_len 0 means strlen: an empty prompt is "" */
         in.text = "";
     judgeq_prefill_result pr;
-    if (judgeq_prefill(c, sid, &in, &pr) != JUDGEQ_OK)
+    int prc = judgeq_prefill(c, sid, &in, &pr);
+    free(soft_abs);
+    if (prc != JUDGEQ_OK)
         jq_cli_fail_conn(I, c, "prefill failed");
     if (pr.n_prompt_token_ids == 0 && pr.prompt_tokens == 0)
         jq_cli_fail(I, "the prompt is empty after tokenization (nothing to "

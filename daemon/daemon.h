@@ -23,6 +23,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "options.h"
+#include "paths.h"
 #include "plan.h"
 #include "prefill.h"
 #include "soft_tokens.h"
@@ -87,6 +88,7 @@ struct jq_job {
     jq_evict_spec spec;
     int32_t reserve;       /* -1: up to the session's max_context */
     jq_soft_ref *soft;
+    int soft_fd;           /* O_PATH fd of a client's soft_path, or -1 */
     uint64_t admitted;     /* bytes reserved against the budget */
     jq_prefill_result result;
     jq_kv_store *store;    /* the new session store */
@@ -231,6 +233,7 @@ struct jq_daemon {
     /* model */
     jq_model *model;
     jq_soft_ref *soft;         /* current soft tokens, or NULL */
+    jq_allow_list allow;       /* --allow-path, canonical */
     int32_t max_context;
     jq_request_limits limits;
 

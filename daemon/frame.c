@@ -11,13 +11,14 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static int fail(jq_wire_error *err, Judgeq__ErrorCode code, const char *fmt,
-                ...) __attribute__((format(printf, 3, 4)));
+/* the validator says no in one way: jq_wire_fail (frame.h) */
+#define fail jq_wire_fail
 
-static int fail(jq_wire_error *err, Judgeq__ErrorCode code, const char *fmt,
-                ...)
+int jq_wire_fail(jq_wire_error *err, Judgeq__ErrorCode code, const char *fmt,
+                 ...)
 {
     err->code = code;
     va_list ap;
@@ -122,10 +123,6 @@ int jq_request_evict_spec(const Judgeq__EvictionSpec *e, jq_evict_spec *spec,
         return fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
                     "prefill.eviction.policy %d is not a policy (0..%d)",
                     policy, (int)JQ_EVICT_COUNT_ - 1);
-    if (e->soft_path)
-        return fail(err, JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
-                    "prefill.eviction.soft_path: this daemon opens no client "
-                    "paths (it has no --allow-path); it uses its own --soft");
     if (policy == JQ_EVICT_ORACLE)
         return fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
                     "prefill.eviction.policy oracle observes the tokens it "
@@ -201,6 +198,37 @@ jq_sampling jq_request_sampling(const Judgeq__Sampling *s)
     return p;
 }
 
+/* The shape of a client-named soft-token file; whether an --allow-path
+ * prefix holds it is the server's question (paths.h), asked when the
+ * request is admitted. A daemon without prefixes refuses every path here,
+ * so it never touches the file system for one. */
+static int check_soft_path(const char *path, jq_evict_policy policy,
+                           const jq_request_limits *lim, jq_wire_error *err)
+{
+    size_t n = strlen(path);
+    if (policy != JQ_EVICT_JUDGEQ)
+        return fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
+                    "prefill.eviction.soft_path is for policy judgeq only "
+                    "(the policy is %s)",
+                    jq_evict_policy_name(policy));
+    if (n == 0 || n > JQ_MAX_CLIENT_PATH)
+        return fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
+                    "prefill.eviction.soft_path has %zu bytes (1..%d)", n,
+                    JQ_MAX_CLIENT_PATH);
+    if (!lim->client_paths)
+        return fail(err, JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
+                    "prefill.eviction.soft_path %.160s: this daemon opens no "
+                    "client paths (it was started without --allow-path); "
+                    "leave soft_path out to use its own --soft",
+                    path);
+    if (path[0] != '/')
+        return fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
+                    "prefill.eviction.soft_path %.160s is not an absolute "
+                    "path (the daemon does not share your working directory)",
+                    path);
+    return 0;
+}
+
 static int check_prefill(const Judgeq__Prefill *p,
                          const jq_request_limits *lim, jq_wire_error *err)
 {
@@ -227,10 +255,15 @@ static int check_prefill(const Judgeq__Prefill *p,
     jq_evict_spec spec;
     if (jq_request_evict_spec(p->eviction, &spec, err))
         return -1;
-    if (spec.policy == JQ_EVICT_JUDGEQ && !lim->have_soft_tokens)
+    const char *soft_path = p->eviction ? p->eviction->soft_path : NULL;
+    if (soft_path && check_soft_path(soft_path, spec.policy, lim, err))
+        return -1;
+    if (spec.policy == JQ_EVICT_JUDGEQ && !lim->have_soft_tokens &&
+        !soft_path)
         return fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
                     "prefill.eviction.policy judgeq needs soft tokens, and "
-                    "this daemon was started without --soft");
+                    "this daemon was started without --soft (name a file in "
+                    "prefill.eviction.soft_path if its --allow-path permits)");
     return 0;
 }
 
@@ -334,13 +367,55 @@ int jq_request_validate(const Judgeq__Request *req,
     }
 }
 
+/* protobuf-c's unpack allocates as the bytes ask: every unknown field
+ * becomes a 24-byte record plus a copy of its bytes, and every field
+ * occurrence a 32-byte scan record first, so a 16 MiB frame of 3-byte
+ * unknown fields made 480 MiB of allocations (measured). A Request the
+ * daemon understands needs far less: packed token ids take at most 4
+ * bytes per byte on the wire, strings their length. Decoding gets an
+ * allocator that counts and refuses past that; the memory is plain
+ * malloc, so the message is freed as any other. */
+typedef struct {
+    size_t used, budget;
+    bool refused;
+} decode_budget;
+
+static void *budget_alloc(void *ud, size_t size)
+{
+    decode_budget *b = ud;
+    if (size > b->budget - b->used) {
+        b->refused = true;
+        return NULL;
+    }
+    b->used += size;
+    return malloc(size);
+}
+
+static void budget_free(void *ud, void *p)
+{
+    (void)ud;
+    free(p);
+}
+
+size_t jq_request_decode_budget(size_t len)
+{
+    return JQ_DECODE_BUDGET_FACTOR * len + JQ_DECODE_BUDGET_SLACK;
+}
+
 int jq_request_decode(const uint8_t *payload, size_t len,
                       const jq_request_limits *lim, Judgeq__Request **out,
                       uint64_t *id, jq_wire_error *err)
 {
     *out = NULL;
     *id = 0;
-    Judgeq__Request *req = judgeq__request__unpack(NULL, len, payload);
+    decode_budget b = {0, jq_request_decode_budget(len), false};
+    ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
+    Judgeq__Request *req = judgeq__request__unpack(&alloc, len, payload);
+    if (!req && b.refused)
+        return fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
+                    "a frame of %zu bytes needs more than %zu bytes to "
+                    "decode (unknown fields, or repeated fields not packed)",
+                    len, b.budget);
     if (!req)
         return fail(err, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
                     "a frame of %zu bytes is not a serialized Request", len);

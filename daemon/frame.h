@@ -29,6 +29,8 @@
 #define JQ_GENERATE_DEFAULT_TOKENS 64
 #define JQ_MAX_STOP_TOKENS 64
 #define JQ_MAX_CLIENT_NAME 256
+/* Prefill.eviction.soft_path: PATH_MAX with its terminating NUL */
+#define JQ_MAX_CLIENT_PATH 4095
 
 /* What the validator must know about the daemon and its model. */
 typedef struct {
@@ -36,6 +38,7 @@ typedef struct {
     uint32_t max_context;     /* positions per session (prompt + generated) */
     uint32_t max_text_bytes;  /* Prefill.text, Tokenize.text */
     bool have_soft_tokens;    /* --soft loaded: policy judgeq is possible */
+    bool client_paths;        /* --allow-path given: soft_path may be named */
 } jq_request_limits;
 
 /* An error answer: a Judgeq__ErrorCode and a sentence naming the input at
@@ -44,6 +47,10 @@ typedef struct {
     Judgeq__ErrorCode code;
     char message[256];
 } jq_wire_error;
+
+/* Fills *err with code and the formatted sentence; returns -1. */
+int jq_wire_fail(jq_wire_error *err, Judgeq__ErrorCode code, const char *fmt,
+                 ...) __attribute__((format(printf, 3, 4)));
 
 typedef enum {
     JQ_FRAME_NEED_MORE = 0, /* not a whole frame yet */
@@ -61,10 +68,19 @@ jq_frame_status jq_frame_peek(const uint8_t *buf, size_t len,
 /* Writes the 4-byte little-endian length prefix. */
 void jq_frame_put_header(uint8_t out[JQ_FRAME_HEADER_BYTES], uint32_t len);
 
+/* Decoding a payload of len bytes may allocate at most
+ * jq_request_decode_budget(len) bytes in all; a frame that needs more
+ * (unknown fields or unpacked repeated fields by the million) is refused
+ * as INVALID_ARGUMENT instead of costing the daemon 30 times its size. */
+#define JQ_DECODE_BUDGET_FACTOR 6
+#define JQ_DECODE_BUDGET_SLACK (64u << 10)
+size_t jq_request_decode_budget(size_t len);
+
 /* Unpacks and validates one Request payload. Returns 0 and *out (free with
  * judgeq__request__free_unpacked(*out, NULL)), or -1 with *err filled and
  * *out NULL. *id is the request's id whenever it could be read (0
- * otherwise), so the error answer can carry it. */
+ * otherwise), so the error answer can carry it. The message is plain
+ * malloc memory whatever allocator decoded it. */
 int jq_request_decode(const uint8_t *payload, size_t len,
                       const jq_request_limits *lim, Judgeq__Request **out,
                       uint64_t *id, jq_wire_error *err);

@@ -46,6 +46,8 @@ void jq_job_free(jq_job *job)
     jq_kv_mem_release(&job->mem);
     if (job->export_fd >= 0)
         close(job->export_fd);
+    if (job->soft_fd >= 0)
+        close(job->soft_fd);
     jq_kv_export_layout_free(job->export_layout);
     jq_soft_ref_put(job->soft);
     free(job);
@@ -101,6 +103,34 @@ static jq_kv_store *alloc_in_memfd(void *ud, int32_t n_layer,
     return s;
 }
 
+/* Reads the soft tokens a client named (prefill.eviction.soft_path),
+ * through the descriptor the loop thread opened after --allow-path
+ * allowed it, into job->soft for this prefill alone. True when the job is
+ * finished with an error. */
+static bool load_client_soft(jq_node_pool *p, jq_job *job)
+{
+    char path[64], err[512];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", job->soft_fd);
+    jq_soft_tokens *st = jq_soft_tokens_load(path, p->d->model, err,
+                                             sizeof err);
+    close(job->soft_fd);
+    job->soft_fd = -1;
+    if (!st)
+        return finish(job, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
+                      "prefill.eviction.soft_path: %s", err);
+    jq_soft_ref *ref = calloc(1, sizeof *ref);
+    if (!ref) {
+        jq_soft_tokens_free(st);
+        return finish(job, JUDGEQ__ERROR_CODE__RESOURCE_EXHAUSTED,
+                      "out of memory for soft tokens");
+    }
+    atomic_store(&ref->refs, 1);
+    ref->soft = st;
+    jq_soft_ref_put(job->soft);
+    job->soft = ref;
+    return false;
+}
+
 static bool run_prefill(jq_node_pool *p, jq_job *job)
 {
     jq_session *s = job->session;
@@ -134,6 +164,8 @@ static bool run_prefill(jq_node_pool *p, jq_job *job)
                       "prefill.reserve %d + the prompt's %d tokens exceed "
                       "session %llu's max_context %d",
                       reserve, L, (unsigned long long)s->id, s->max_context);
+    if (job->soft_fd >= 0 && load_client_soft(p, job))
+        return true;
     const jq_soft_tokens *soft =
         job->spec.policy == JQ_EVICT_JUDGEQ && job->soft ? job->soft->soft
                                                           : NULL;

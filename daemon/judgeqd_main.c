@@ -30,6 +30,11 @@ int main(int argc, char **argv)
         return 2;
     }
     d->t_start = jq_now_s();
+    if (jq_allow_list_init(&d->allow, &d->cfg.allow_path, err,
+                           sizeof err) != 0) {
+        fprintf(stderr, "judgeqd: %s\n", err);
+        return 1;
+    }
 
     /* logging */
     jq_log_set_level((int)d->cfg.log_level);
@@ -86,7 +91,11 @@ int main(int argc, char **argv)
         .max_context = (uint32_t)d->max_context,
         .max_text_bytes = (uint32_t)d->cfg.max_frame_bytes,
         .have_soft_tokens = d->soft != NULL,
+        .client_paths = d->allow.n > 0,
     };
+    for (size_t i = 0; i < d->allow.n; i++)
+        jq_log(JQ_LOG_INFO, "clients may name files under %s",
+               d->allow.prefix[i]);
     jq_log(JQ_LOG_INFO, "model %s: %s, %d layers, vocabulary %d, context %d",
            d->cfg.model, d->model->hp.arch, d->model->hp.n_layer,
            d->model->hp.n_vocab, d->max_context);
@@ -110,6 +119,7 @@ int main(int argc, char **argv)
     jq_model_free(d->model);
     jq_plan_free(d->plan);
     hwloc_topology_destroy(d->topo);
+    jq_allow_list_free(&d->allow);
     jq_log(JQ_LOG_INFO, "judgeqd stopped");
     return d->exit_code;
 
@@ -126,5 +136,6 @@ fail:
     jq_plan_free(d->plan);
     if (d->topo)
         hwloc_topology_destroy(d->topo);
+    jq_allow_list_free(&d->allow);
     return 1;
 }

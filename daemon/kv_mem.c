@@ -4,9 +4,14 @@
  * (a) it can be bound to the session's NUMA node before first touch, and
  * (b) once it becomes a shared, immutable prefix (Fork) it can be sealed
  * against writes like any buffer the daemon hands out. Sealing needs every
- * writable mapping gone; the store's arrays point into the mapping, so the
- * mapping is replaced in place (MAP_FIXED) by a read-only one of the same
- * pages: the addresses stay valid and any stray write now faults.
+ * writable mapping gone, and since Linux 6.7 a MAP_SHARED mapping of a
+ * read-write fd counts as writable even when it is PROT_READ (it may be
+ * mprotect'ed back: VM_MAYWRITE), so the seal would fail with EBUSY. The
+ * store's arrays point into the mapping, so the range is first held by an
+ * inaccessible anonymous mapping (MAP_FIXED: no other thread's mmap can
+ * take the addresses meanwhile), the memfd is sealed, and its pages are
+ * mapped back read-only at the same place; after the seal the kernel maps
+ * them without VM_MAYWRITE. Any stray write now faults.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -60,16 +65,28 @@ int jq_kv_mem_seal(jq_kv_mem *m, char *err, size_t errlen)
 {
     if (m->fd < 0 || m->sealed)
         return 0;
+    void *hold = mmap(m->addr, m->size, PROT_NONE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (hold == MAP_FAILED) {
+        snprintf(err, errlen, "unmapping a KV prefix for sealing: %s",
+                 strerror(errno));
+        return -1;
+    }
+    int sealed = fcntl(m->fd, F_ADD_SEALS,
+                       F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
+    int seal_errno = errno;
+    /* back in place whatever the seal did: the store points here */
     void *ro = mmap(m->addr, m->size, PROT_READ, MAP_SHARED | MAP_FIXED,
                     m->fd, 0);
     if (ro == MAP_FAILED) {
+        /* the addresses stay reserved; the session cannot go on */
         snprintf(err, errlen, "remapping a KV prefix read-only: %s",
                  strerror(errno));
         return -1;
     }
-    if (fcntl(m->fd, F_ADD_SEALS,
-              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) {
-        snprintf(err, errlen, "sealing a KV prefix: %s", strerror(errno));
+    if (sealed != 0) {
+        snprintf(err, errlen, "sealing a KV prefix: %s",
+                 strerror(seal_errno));
         return -1;
     }
     m->sealed = true;

@@ -17,7 +17,8 @@
 
 #define JQD_VERSION "0.1.0"
 
-typedef enum { OPT_STRING, OPT_UINT, OPT_BYTES, OPT_ENUM } opt_type;
+/* OPT_LIST: a repeatable string collected in a jq_str_list. */
+typedef enum { OPT_STRING, OPT_UINT, OPT_BYTES, OPT_ENUM, OPT_LIST } opt_type;
 
 typedef struct {
     const char *name;
@@ -79,6 +80,10 @@ static const option options[] = {
      "LEVEL", "least important messages logged"},
     {"log-file", OPT_STRING, CFG(log_file), 0, 0, 0, NULL, "FILE",
      "append logs here instead of stderr (reopened on SIGHUP)"},
+    {"allow-path", OPT_LIST, CFG(allow_path), 0, JQ_STR_LIST_MAX, 0, NULL,
+     "PREFIX",
+     "files a client names (prefill.eviction.soft_path) are opened only "
+     "under this directory or file; repeatable; default: none are opened"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -167,6 +172,17 @@ static int apply(const option *o, const char *val, jq_config *cfg, char *err,
                              o->name);
         memcpy(field, &val, sizeof val);
         return 0;
+    case OPT_LIST: {
+        jq_str_list *l = (jq_str_list *)(void *)field;
+        if (!*val)
+            return usage_err(err, errlen, "--%s needs a non-empty value",
+                             o->name);
+        if (l->n >= JQ_STR_LIST_MAX)
+            return usage_err(err, errlen, "--%s is given more than %d times",
+                             o->name, JQ_STR_LIST_MAX);
+        l->v[l->n++] = val;
+        return 0;
+    }
     case OPT_UINT:
     case OPT_BYTES:
         return parse_number(o, val, (uint64_t *)(void *)field, err, errlen);
@@ -203,6 +219,9 @@ void jq_options_help(FILE *out)
         snprintf(left, sizeof left, "--%s %s", o->name, o->metavar);
         switch (o->type) {
         case OPT_STRING: break;
+        case OPT_LIST:
+            snprintf(def, sizeof def, " [at most %" PRIu64 "]", o->max);
+            break;
         case OPT_UINT:
             snprintf(def, sizeof def, " [%" PRIu64 "..%" PRIu64
                      ", default %" PRIu64 "]", o->min, o->max, o->def);
@@ -235,7 +254,7 @@ int jq_options_parse(int argc, char **argv, jq_config *cfg, FILE *out,
 {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < N_OPTIONS; i++)
-        if (options[i].type != OPT_STRING)
+        if (options[i].type != OPT_STRING && options[i].type != OPT_LIST)
             memcpy((char *)cfg + options[i].offset, &options[i].def,
                    sizeof(uint64_t));
     for (int i = 1; i < argc; i++) {

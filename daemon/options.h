@@ -13,12 +13,20 @@
 typedef enum { JQ_NUMA_AUTO = 0, JQ_NUMA_OFF = 1 } jq_numa_mode;
 typedef enum { JQ_WEIGHTS_INTERLEAVE = 0, JQ_WEIGHTS_PER_NODE = 1 } jq_weights_mode;
 
+/* A repeatable option's values (at most JQ_STR_LIST_MAX). */
+#define JQ_STR_LIST_MAX 16
+typedef struct {
+    const char *v[JQ_STR_LIST_MAX];
+    size_t n;
+} jq_str_list;
+
 typedef struct {
     const char *model;               /* GGUF file (required) */
     const char *soft;                /* Judge Q soft tokens, or NULL */
     const char *socket;              /* Unix socket path, or NULL with LISTEN_FDS */
     const char *topology_synthetic;  /* hwloc synthetic description, or NULL */
     const char *log_file;            /* NULL: stderr */
+    jq_str_list allow_path;          /* where client-named files may be opened */
     uint64_t threads;                /* worker threads in all (0: one per core) */
     uint64_t numa;                   /* jq_numa_mode */
     uint64_t weights;                /* jq_weights_mode */

@@ -534,6 +534,7 @@ static jq_job *job_new(jq_conn *c, uint64_t req_id, jq_job_kind kind,
     j->uid = c->uid;
     j->t_submit = jq_now_s();
     j->export_fd = -1;
+    j->soft_fd = -1;
     j->mem.fd = -1;
     j->reserve = -1;
     return j;
@@ -740,6 +741,26 @@ static void handle_prefill(jq_conn *c, uint64_t id, const Judgeq__Prefill *p)
     int64_t n_soft = spec.policy == JQ_EVICT_JUDGEQ && d->soft
                          ? d->soft->soft->n
                          : 0;
+    /* a client's own soft tokens: only from where --allow-path permits
+     * (paths.h); the worker reads them. The budget counts as many rows as
+     * the file could hold. */
+    int soft_fd = -1;
+    const char *soft_path = p->eviction ? p->eviction->soft_path : NULL;
+    if (soft_path) {
+        uint64_t size;
+        soft_fd = jq_allow_open(&d->allow, "prefill.eviction.soft_path",
+                                soft_path, &size, &we);
+        if (soft_fd < 0) {
+            jq_log(JQ_LOG_NOTICE, "connection %" PRIu64 " (uid %u): %s",
+                   c->id, (unsigned)c->uid, we.message);
+            send_error(c, id, we.code, "%s", we.message);
+            return;
+        }
+        uint64_t row = sizeof(float) * (uint64_t)d->model->hp.n_embd;
+        n_soft = (int64_t)(size / row < JQ_SOFT_MAX_TOKENS
+                               ? size / row
+                               : JQ_SOFT_MAX_TOKENS);
+    }
     int64_t keep = spec.policy == JQ_EVICT_FULL || L <= spec.budget
                        ? L
                        : spec.budget;
@@ -751,9 +772,12 @@ static void handle_prefill(jq_conn *c, uint64_t id, const Judgeq__Prefill *p)
                    store_bytes_estimate(d, s->kv_type, keep + reserve);
     jq_job *j = job_new(c, id, JQ_JOB_PREFILL, s);
     if (!j) {
+        if (soft_fd >= 0)
+            close(soft_fd);
         send_error(c, id, JUDGEQ__ERROR_CODE__INTERNAL, "out of memory");
         return;
     }
+    j->soft_fd = soft_fd;
     if (p->text) {
         j->text = strdup(p->text);
         j->add_bos = p->add_bos;
@@ -770,7 +794,7 @@ static void handle_prefill(jq_conn *c, uint64_t id, const Judgeq__Prefill *p)
     }
     j->spec = spec;
     j->reserve = p->has_reserve ? (int32_t)p->reserve : -1;
-    if (d->soft) {
+    if (d->soft && soft_fd < 0) {
         atomic_fetch_add(&d->soft->refs, 1);
         j->soft = d->soft;
     }

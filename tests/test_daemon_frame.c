@@ -423,6 +423,149 @@ static void test_other_requests(void **state)
                         "unknown");
 }
 
+/* Prefill.eviction.soft_path: judgeq only, bounded, absolute, and refused
+ * outright by a daemon without --allow-path (whose file system is then
+ * never asked). */
+static void test_soft_path_rules(void **state)
+{
+    (void)state;
+    Judgeq__Request q = JUDGEQ__REQUEST__INIT;
+    Judgeq__Prefill p = JUDGEQ__PREFILL__INIT;
+    Judgeq__EvictionSpec e = JUDGEQ__EVICTION_SPEC__INIT;
+    q.body_case = JUDGEQ__REQUEST__BODY_PREFILL;
+    q.prefill = &p;
+    p.has_session_id = 1;
+    p.session_id = 3;
+    p.text = "hello";
+    p.eviction = &e;
+    e.has_policy = e.has_budget = e.has_window = 1;
+    e.policy = JUDGEQ__POLICY__POLICY_JUDGEQ;
+    e.budget = 16;
+    e.window = 4;
+    e.soft_path = "/srv/judgeq/soft.gguf";
+    /* lim: no --allow-path */
+    expect_error(&q, JUDGEQ__ERROR_CODE__PERMISSION_DENIED,
+                 "soft_path /srv/judgeq/soft.gguf: this daemon opens no "
+                 "client paths");
+    jq_request_limits open_lim = lim;
+    open_lim.client_paths = true;
+    jq_wire_error err;
+    assert_int_equal(jq_request_validate(&q, &open_lim, &err), 0);
+    /* a path stands in for --soft */
+    assert_false(open_lim.have_soft_tokens);
+    e.soft_path = "soft.gguf";
+    assert_int_equal(jq_request_validate(&q, &open_lim, &err), -1);
+    assert_int_equal(err.code, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "soft.gguf is not an absolute path"));
+    e.soft_path = "";
+    assert_int_equal(jq_request_validate(&q, &open_lim, &err), -1);
+    assert_non_null(strstr(err.message, "has 0 bytes"));
+    char *longp = malloc(JQ_MAX_CLIENT_PATH + 2);
+    assert_non_null(longp);
+    memset(longp, 'a', JQ_MAX_CLIENT_PATH + 1);
+    longp[0] = '/';
+    longp[JQ_MAX_CLIENT_PATH + 1] = 0;
+    e.soft_path = longp;
+    assert_int_equal(jq_request_validate(&q, &open_lim, &err), -1);
+    assert_non_null(strstr(err.message, "has 4096 bytes (1..4095)"));
+    free(longp);
+    /* only judgeq reads soft tokens */
+    e.soft_path = "/srv/judgeq/soft.gguf";
+    e.policy = JUDGEQ__POLICY__POLICY_SNAPKV;
+    assert_int_equal(jq_request_validate(&q, &open_lim, &err), -1);
+    assert_int_equal(err.code, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "for policy judgeq only"));
+}
+
+/* Decoding is budgeted: the largest well-formed requests fit (packed
+ * one-byte token ids, the longest text), a flood of unknown fields or of
+ * unpacked repeated values does not, and is named as such. */
+static void test_decode_budget(void **state)
+{
+    (void)state;
+    jq_request_limits big = lim;
+    big.max_context = 1u << 20;
+    big.max_text_bytes = 1u << 20;
+    /* 200000 one-byte token ids: 4 bytes each once decoded */
+    Judgeq__Request q = JUDGEQ__REQUEST__INIT;
+    Judgeq__Prefill p = JUDGEQ__PREFILL__INIT;
+    q.body_case = JUDGEQ__REQUEST__BODY_PREFILL;
+    q.prefill = &p;
+    p.has_session_id = 1;
+    p.session_id = 1;
+    p.n_tokens = 200000;
+    p.tokens = malloc(p.n_tokens * sizeof(int32_t));
+    assert_non_null(p.tokens);
+    for (size_t i = 0; i < p.n_tokens; i++)
+        p.tokens[i] = (int32_t)(1 + i % 100);
+    size_t n = judgeq__request__get_packed_size(&q);
+    uint8_t *buf = malloc(n + (1u << 20) + 64);
+    assert_non_null(buf);
+    judgeq__request__pack(&q, buf);
+    Judgeq__Request *out;
+    uint64_t id;
+    jq_wire_error err;
+    if (jq_request_decode(buf, n, &big, &out, &id, &err) != 0)
+        fail_msg("%s", err.message);
+    assert_int_equal(out->prefill->n_tokens, 200000);
+    judgeq__request__free_unpacked(out, NULL);
+    free(p.tokens);
+    /* a 1 MiB text */
+    char *text = malloc((1u << 20) + 1);
+    assert_non_null(text);
+    memset(text, 'x', 1u << 20);
+    text[1u << 20] = 0;
+    p.n_tokens = 0;
+    p.tokens = NULL;
+    p.text = text;
+    n = judgeq__request__pack(&q, buf);
+    if (jq_request_decode(buf, n, &big, &out, &id, &err) != 0)
+        fail_msg("%s", err.message);
+    judgeq__request__free_unpacked(out, NULL);
+    free(text);
+    /* 300000 unknown varint fields (number 30), 3 bytes each */
+    n = 0;
+    for (int i = 0; i < 300000; i++) {
+        buf[n++] = 0xf0;
+        buf[n++] = 0x01;
+        buf[n++] = 0x00;
+    }
+    assert_int_equal(jq_request_decode(buf, n, &big, &out, &id, &err), -1);
+    assert_null(out);
+    assert_int_equal(err.code, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "needs more than"));
+    /* the same count of token ids, unpacked: Detokenize field 17, then
+     * tag 0x08 (tokens = 1, varint) and a one-byte id, repeated */
+    size_t body = 100000 * 2;
+    n = 0;
+    buf[n++] = 0x8a; /* field 17, length-delimited: 0x8a 0x01 */
+    buf[n++] = 0x01;
+    buf[n++] = (uint8_t)(0x80 | (body & 0x7f));
+    buf[n++] = (uint8_t)(0x80 | ((body >> 7) & 0x7f));
+    buf[n++] = (uint8_t)(body >> 14);
+    for (size_t i = 0; i < body / 2; i++) {
+        buf[n++] = 0x08;
+        buf[n++] = 0x05;
+    }
+    assert_int_equal(jq_request_decode(buf, n, &big, &out, &id, &err), -1);
+    assert_non_null(strstr(err.message, "needs more than"));
+    /* a few unpacked values stay fine (the slack) */
+    body = 50 * 2;
+    n = 0;
+    buf[n++] = 0x8a;
+    buf[n++] = 0x01;
+    buf[n++] = (uint8_t)body;
+    for (size_t i = 0; i < body / 2; i++) {
+        buf[n++] = 0x08;
+        buf[n++] = 0x05;
+    }
+    if (jq_request_decode(buf, n, &big, &out, &id, &err) != 0)
+        fail_msg("%s", err.message);
+    assert_int_equal(out->detokenize->n_tokens, 50);
+    judgeq__request__free_unpacked(out, NULL);
+    free(buf);
+}
+
 static void test_response_frame(void **state)
 {
     (void)state;
@@ -525,6 +668,8 @@ int main(void)
         cmocka_unit_test(test_prefill_rules),
         cmocka_unit_test(test_generate_rules),
         cmocka_unit_test(test_other_requests),
+        cmocka_unit_test(test_soft_path_rules),
+        cmocka_unit_test(test_decode_budget),
         cmocka_unit_test(test_response_frame),
         cmocka_unit_test(test_fuzz),
     };
