@@ -4,7 +4,8 @@
  * tested). The demo must print the question and the expected answer of the
  * example recall-data makes, the model's answer, the memory kept and the
  * speed, exit 0, and leave no judgeqd behind: also when it fails after the
- * daemon started, and on Ctrl-C. A missing model names `make models`. */
+ * daemon started, and on Ctrl-C. A missing model names `make models`.
+ * And models/README.md quotes the commands `make models` runs. */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -300,6 +301,35 @@ static void test_sigterm_stops_the_daemon(void **state)
     interrupt_demo("sigterm", 1, SIGTERM, false, 143);
 }
 
+/* models/README.md records the recipe of tools/make_models.sh: every
+ * command its --dry-run prints, verbatim, in the file's code block. */
+static void test_models_readme_quotes_the_recipe(void **state)
+{
+    (void)state;
+    const char *root = env("JUDGEQ_ROOT");
+    char *cmd = jqt_fmt("bash '%s/tools/make_models.sh' --dry-run", root);
+    int rc;
+    char *out = jqt_run(cmd, &rc, NULL);
+    assert_int_equal(rc, 0);
+    char *path = jqt_fmt("%s/models/README.md", root);
+    char *readme = jqt_read_file(path, NULL);
+    assert_non_null(readme);
+    int n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(out, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save), n++) {
+        char *quoted = jqt_fmt("\n    %s\n", line);
+        if (!strstr(readme, quoted))
+            fail_msg("models/README.md does not quote `%s`", line);
+        free(quoted);
+    }
+    assert_true(n >= 3); /* pretrain, recall-data, train at least */
+    free(readme);
+    free(path);
+    free(out);
+    free(cmd);
+}
+
 static void test_usage(void **state)
 {
     (void)state;
@@ -327,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_failure_stops_the_daemon),
         cmocka_unit_test(test_ctrl_c_stops_the_daemon),
         cmocka_unit_test(test_sigterm_stops_the_daemon),
+        cmocka_unit_test(test_models_readme_quotes_the_recipe),
         cmocka_unit_test(test_usage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,7 +38,8 @@ prints the answer, the KV memory kept and the speed.
 
   --model FILE       model (default models/judgeq-recall.gguf)
   --soft FILE        its soft tokens (default models/judgeq-recall.soft.gguf)
-  --budget B         K/V entries kept per layer and KV head (default $budget)
+  --budget B         K/V entries kept per layer and KV head, more than the
+                     32 recent ones judgeq always keeps (default $budget)
   --length L         prompt length in tokens, answer included (default $length)
   --seed S           recall-data seed of the example (default $seed)
   --question-first   put the question before the context
@@ -69,6 +70,12 @@ while [ $# -gt 0 ]; do
     shift
 done
 
+for v in "budget=$budget" "length=$length" "seed=$seed"; do
+    [[ ${v#*=} =~ ^[0-9]+$ ]] && continue
+    usage >&2
+    echo "demo: --${v%%=*} must be a whole number, got '${v#*=}'" >&2
+    exit 2
+done
 for f in "$model" "$soft"; do
     [ -f "$f" ] && continue
     cat >&2 <<EOF
@@ -180,7 +187,9 @@ count() { # elements of a flat JSON array
 }
 answer=$(sed -En 's/.*"text":"(([^"\\]|\\.)*)".*/\1/p' <<<"$out")
 answer=$(printf '%b' "$(sed 's/\\"/"/g; s/\\\//\//g' <<<"$answer")")
+answer=$(tr '\n\r\t' '   ' <<<"$answer") # one line, whatever it generated
 answer=${answer#"${answer%%[![:space:]]*}"} # the space after "answer:"
+answer=${answer%"${answer##*[![:space:]]}"}
 n_prompt=$(count "$(field prompt_tokens)")
 n_gen=$(count "$(field tokens)")
 kv_full=$(field kv_bytes_full)
@@ -196,11 +205,12 @@ done
 stop_daemon || die "judgeqd did not stop cleanly; its log: $log"
 t_end=$EPOCHREALTIME
 
-awk -v q="$question" -v e="$expected" -v a="$answer" -v v="$verdict" \
+# (text goes through the environment: awk -v would expand backslashes)
+Q=$question E=$expected A=${answer:-(nothing)} M=$model awk -v v="$verdict" \
     -v np="$n_prompt" -v ng="$n_gen" -v b="$budget" -v full="$kv_full" \
     -v kept="$kv_kept" -v pf="$(field prefill_tokens_per_s)" \
     -v pms="$(field prefill_ms)" -v dc="$(field decode_tokens_per_s)" \
-    -v dms="$(field decode_ms)" -v model="$model" -v seed="$seed" \
+    -v dms="$(field decode_ms)" -v seed="$seed" \
     -v up="$(awk -v a="$t_start" -v b="$t_ready" 'BEGIN { print b - a }')" \
     -v all="$(awk -v a="$t_start" -v b="$t_end" 'BEGIN { print b - a }')" '
 function size(x) {
@@ -208,10 +218,10 @@ function size(x) {
 }
 BEGIN {
     printf "judgeq demo: one needle in a %d-token prompt (recall-data seed %s),\n", np, seed
-    printf "Judge Q eviction to %d entries per layer and KV head, model %s\n\n", b, model
-    printf "  question:         %s\n", q
-    printf "  expected answer:  %s\n", e
-    printf "  model'"'"'s answer:   %s (%s)\n\n", a, v
+    printf "Judge Q eviction to %d entries per layer and KV head, model %s\n\n", b, ENVIRON["M"]
+    printf "  question:         %s\n", ENVIRON["Q"]
+    printf "  expected answer:  %s\n", ENVIRON["E"]
+    printf "  model'"'"'s answer:   %s (%s)\n\n", ENVIRON["A"], v
     printf "  memory:  KV cache kept %s of %s (%.1f%% of the full cache, %d of %d bytes)\n",
            size(kept), size(full), 100 * kept / full, kept, full
     printf "  speed:   prefill %d tokens in %.0f ms (%.0f tokens/s), decode %d tokens in %.1f ms (%.0f tokens/s)\n",
