@@ -84,9 +84,9 @@ die() {
 
 # The commands run in WORK on these relative names, so that they read the
 # same in models/README.md as here.
-model=judgeq-recall.gguf
-soft=judgeq-recall.soft.gguf
-data=soft-train.jsonl
+model="judgeq-recall.gguf"
+soft="judgeq-recall.soft.gguf"
+data="soft-train.jsonl"
 
 # The commands, as words (the flags above split on white space).
 read -r -d '' -a pretrain_flags <<<"$PRETRAIN_FLAGS" || true
@@ -143,21 +143,27 @@ judgeq pretrain --help >/dev/null 2>&1 ||
 #
 # A step's key is its commands plus the keys of the steps before it.
 # WORK/NAME.key is written when the step starts, WORK/NAME.done when it
-# has finished: a step whose .done holds the current key is skipped; one
-# whose .key does (an interrupted run) resumes from its checkpoint; any
-# other starts afresh.
+# has finished: a step whose .done holds the current key (and whose output
+# is there) is skipped; one whose .key does and whose checkpoint is there
+# (an interrupted run) resumes from it; any other starts afresh.
 
 key_of() { printf '%s\n' "$@" | sha256sum | cut -d' ' -f1; }
 
-step_state() { # fresh | resume | done
-    local name=$1 key=$2
-    if [ "$(cat "$name.done" 2>/dev/null)" = "$key" ]; then
-        echo done
-    elif [ "$(cat "$name.key" 2>/dev/null)" = "$key" ]; then
-        echo resume
-    else
-        echo fresh
+step_state() { # NAME KEY OUTPUT CHECKPOINT-FILES...: fresh | resume | done
+    local name=$1 key=$2 output=$3 f
+    shift 3
+    if [ "$(cat "$name.done" 2>/dev/null)" = "$key" ] && [ -f "$output" ]; then
+        echo "done"
+        return
     fi
+    if [ "$(cat "$name.key" 2>/dev/null)" = "$key" ]; then
+        for f in "$@"; do
+            [ -f "$f" ] || { echo fresh; return; }
+        done
+        echo resume
+        return
+    fi
+    echo fresh
 }
 
 # Runs a long command with its progress on the terminal and in NAME.log,
@@ -172,7 +178,8 @@ run_logged() {
     "$@" >"$name.json.part" 2> >(trap '' INT; tee -a "$name.log" >&2) || rc=$?
     echo $((SECONDS - start)) >>"$name.seconds"
     if [ $rc = 130 ]; then
-        die "$name interrupted; its checkpoint is saved: rerun make models to continue"
+        echo "make_models: $name interrupted; its checkpoint is saved: rerun make models to continue" >&2
+        exit 130
     elif [ $rc != 0 ]; then
         die "$name failed (exit $rc); log: $work/$name.log"
     fi
@@ -181,10 +188,9 @@ run_logged() {
 
 # 1. pretraining
 pretrain_key=$(key_of "${pretrain_cmd[@]}")
-case $(step_state pretrain "$pretrain_key") in
+case $(step_state pretrain "$pretrain_key" "$model" "$model.ckpt") in
 done) echo "make_models: pretraining done ($work/$model)" ;;
 resume)
-    [ -f "$model.ckpt" ] || die "pretrain.key says pretraining started, but $work/$model.ckpt is gone; remove $work to start over"
     run_logged pretrain "${pretrain_cmd[@]}" --resume
     echo "$pretrain_key" >pretrain.done ;;
 fresh)
@@ -208,10 +214,9 @@ rm -f "${data_parts[@]}"
 
 # 3. the soft tokens
 train_key=$(key_of "$pretrain_key" "${data_cmds[@]}" "${train_cmd[@]}")
-case $(step_state train "$train_key") in
+case $(step_state train "$train_key" "$soft" "$soft" "$soft.adam") in
 done) echo "make_models: soft tokens done ($work/$soft)" ;;
 resume)
-    [ -f "$soft.adam" ] || die "train.key says training started, but $work/$soft.adam is gone; remove $work/train.key to start it over"
     run_logged train "${train_cmd[@]}" --resume
     echo "$train_key" >train.done ;;
 fresh)
@@ -241,9 +246,9 @@ total() { awk '{ s += $1 } END { printf "%d min %d s", s / 60, s % 60 }' "$1"; }
     echo
     echo "wall time: pretrain $(total pretrain.seconds), soft tokens $(total train.seconds)"
     echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-    echo "judgeq: $("$judgeq" --version), commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "judgeq: $("$judgeq" --version), commit $(git -C "$here" describe --always --dirty 2>/dev/null || echo unknown)"
     echo "compiler: $(cc --version | head -1)"
-    echo "libraries: $(dpkg-query -W -f '${Package} ${Version}, ' libopenblas0-pthread libjansson4 2>/dev/null || echo unknown)"
+    echo "libraries: $(dpkg-query -W -f '${Package} ${Version}\n' libopenblas0-pthread libjansson4 2>/dev/null | paste -sd, | sed 's/,/, /g')"
     echo
     echo "files:"
     for f in "$out/judgeq-recall.gguf" "$out/judgeq-recall.soft.gguf"; do
