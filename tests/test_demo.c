@@ -123,12 +123,8 @@ static void test_make_demo(void **state)
     const demo_files *f = files();
     /* the Makefile's target, as the README says (the build is up to date;
      * the outer make's jobserver must not leak into this one) */
-    const char *root = env("JUDGEQ_ROOT"), *b = env("JUDGEQ_BUILD");
-    size_t n = strlen(root);
-    char *barg = !strncmp(b, root, n) && b[n] == '/'
-                     ? jqt_fmt("B=%s%s", b + n + 1,
-                               strstr(b + n + 1, "asan") ? " SANITIZE=1" : "")
-                     : jqt_fmt("%s", "");
+    const char *root = env("JUDGEQ_ROOT");
+    char *barg = jqt_make_build_arg();
     char *cmd = jqt_fmt("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s "
                         "--no-print-directory -C '%s' demo %s DEMO_MODEL='%s' "
                         "DEMO_SOFT='%s'",
