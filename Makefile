@@ -10,6 +10,9 @@
 #   make SANITIZE=thread test-daemon   the daemon tests under ThreadSanitizer
 #                     (build/tsan/)
 #   make deps         install the Debian packages judgeq needs, only if missing
+#   make demo         build, then ask judgeqd one long needle-retrieval question
+#                     with Judge Q eviction (tools/demo.sh)
+#   make models       retrain models/judgeq-recall*.gguf from scratch (hours)
 #
 # Sources are found by wildcard: a new .c file in kernels/, engine/ or client/
 # is part of its library without editing this file. Files named *_avx512.c are
@@ -196,6 +199,40 @@ test-daemon: all
 
 clean:
 	rm -rf build
+
+# ------------------------------------------------------- demo and models
+#
+#   make demo [DEMO_MODEL=F.gguf DEMO_SOFT=S.gguf] [DEMO_ARGS="--budget 32"]
+#
+# The README's first command: judgeqd with judgeq's own recall model and its
+# Judge Q soft tokens answers one long needle-retrieval prompt through the
+# client, evicting to a small budget (tools/demo.sh --help lists DEMO_ARGS).
+#
+#   make models [MODELS_WORK=build/models-work]
+#
+# Rebuilds models/judgeq-recall.gguf and models/judgeq-recall.soft.gguf from
+# scratch (pretraining, the soft tokens' training split, `judgeq train`):
+# about two hours on two cores, resumable; tools/make_models.sh has the
+# recipe that models/README.md records. Not part of `make test`.
+
+DEMO_MODEL  ?= models/judgeq-recall.gguf
+DEMO_SOFT   ?= models/judgeq-recall.soft.gguf
+DEMO_ARGS   ?=
+MODELS_WORK ?= build/models-work
+
+.PHONY: demo demo-bins models
+demo: deps
+	@$(MAKE) --no-print-directory demo-bins
+	@bash tools/demo.sh --judgeq $(JUDGEQ) --judgeqd $(B)/bin/judgeqd \
+	  --model $(DEMO_MODEL) --soft $(DEMO_SOFT) $(DEMO_ARGS)
+
+# (a recipe, so that make says nothing when they are up to date)
+demo-bins: $(JUDGEQ) $(B)/bin/judgeqd
+	@:
+
+models: deps
+	@$(MAKE) --no-print-directory $(JUDGEQ)
+	bash tools/make_models.sh --judgeq $(JUDGEQ) --work $(MODELS_WORK) --out models
 
 format:
 	clang-format -i $(KERNEL_SRC) $(ENGINE_SRC) $(CLI_SRC) $(TEST_SRC) kernels/*.h engine/*.h client/*.h

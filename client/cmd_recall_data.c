@@ -21,7 +21,8 @@ static const jq_cmd_info recall_data_info = {
     "\"answers\": [TEXT, ...]}. `judgeq train --data FILE` reads prompt and\n"
     "response; answers are the strings a correct output contains (the\n"
     "string-match scoring of `judgeq eval --task recall-*`). The same\n"
-    "options always give the same file.\n"
+    "options always give the same file. --format tsv writes the same\n"
+    "examples for shell scripts instead (tools/demo.sh reads it).\n"
     "\n"
     "Seeds: the examples are a function of (seed, task, index, difficulty).\n"
     "Training data uses the default --seed 1 (or other small seeds);\n"
@@ -43,10 +44,17 @@ static const jq_cmd_info recall_data_info = {
     "                            before the context, spread evenly (default\n"
     "                            0.5)\n"
     "      --seed S              seed (default 1)\n"
+    "      --format F            jsonl (default) or tsv: one line an example,\n"
+    "                            tab-separated: task, prompt, response, then\n"
+    "                            each answer (no header; the language has no\n"
+    "                            tabs or newlines)\n"
     "  -h, --help                this help\n",
 };
 
-enum { OPT_LENGTH = 256, OPT_COUNT, OPT_TASKS, OPT_DIFFICULTY, OPT_QFS, OPT_SEED };
+enum {
+    OPT_LENGTH = 256, OPT_COUNT, OPT_TASKS, OPT_DIFFICULTY, OPT_QFS, OPT_SEED,
+    OPT_FORMAT
+};
 
 #define MAX_MIX 64
 
@@ -55,6 +63,7 @@ typedef struct {
     int32_t length, count, difficulty;
     double qf_share;
     uint64_t seed;
+    bool tsv;
     jq_recall_task mix[MAX_MIX];
     int n_mix;
 } recall_data_opts;
@@ -98,6 +107,7 @@ static void parse(int argc, char **argv, recall_data_opts *o)
         {"difficulty", required_argument, 0, OPT_DIFFICULTY},
         {"question-first-share", required_argument, 0, OPT_QFS},
         {"seed", required_argument, 0, OPT_SEED},
+        {"format", required_argument, 0, OPT_FORMAT},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -123,6 +133,13 @@ static void parse(int argc, char **argv, recall_data_opts *o)
             o->qf_share = jq_cli_float(I, "--question-first-share", optarg, 0, 1);
             break;
         case OPT_SEED: o->seed = jq_cli_u64(I, "--seed", optarg); break;
+        case OPT_FORMAT:
+            if (!strcmp(optarg, "tsv"))
+                o->tsv = true;
+            else if (strcmp(optarg, "jsonl") != 0)
+                jq_cli_usage_error(I, "--format must be jsonl or tsv, got '%s'",
+                                   optarg);
+            break;
         case 'h': jq_cli_help(I);
         default:
             jq_cli_bad_option(I, c, argv);
@@ -181,6 +198,45 @@ static json_t *example_json(const jq_recall_example *e, jq_recall_task t)
     return j;
 }
 
+static char *example_jsonl(const jq_recall_example *e, jq_recall_task t)
+{
+    json_t *j = example_json(e, t);
+    char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return line;
+}
+
+/* A TSV field holds no tab or newline. The language has neither (its
+ * words, digits and punctuation are joined by spaces), so this only
+ * guards the format against a future change of the generator. */
+static bool tsv_safe(const char *s)
+{
+    return !strpbrk(s, "\t\n\r");
+}
+
+/* task, prompt, response, answers...; NULL when a field is not TSV-safe
+ * (*unsafe set) or out of memory */
+static char *example_tsv(const jq_recall_example *e, jq_recall_task t,
+                         bool *unsafe)
+{
+    size_t n = strlen(jq_recall_task_name(t)) + strlen(e->prompt) +
+               strlen(e->answer) + 3;
+    bool ok = tsv_safe(e->prompt) && tsv_safe(e->answer);
+    for (int32_t a = 0; a < e->n_answers; a++) {
+        n += strlen(e->answers[a]) + 1;
+        ok = ok && tsv_safe(e->answers[a]);
+    }
+    *unsafe = !ok;
+    char *line = ok ? malloc(n) : NULL;
+    if (!line)
+        return NULL;
+    char *p = line + sprintf(line, "%s\t%s\t%s", jq_recall_task_name(t),
+                             e->prompt, e->answer);
+    for (int32_t a = 0; a < e->n_answers; a++)
+        p += sprintf(p, "\t%s", e->answers[a]);
+    return line;
+}
+
 int jq_cmd_recall_data(int argc, char **argv)
 {
     const jq_cmd_info *I = &recall_data_info;
@@ -200,13 +256,15 @@ int jq_cmd_recall_data(int argc, char **argv)
         char err[256];
         if (jq_recall_generate(&r, (uint64_t)i, &e, err, sizeof err) != 0)
             jq_cli_fail(I, "example %d: %s", i, err);
-        json_t *j = example_json(&e, t);
-        char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        bool unsafe = false;
+        char *line = o.tsv ? example_tsv(&e, t, &unsafe) : example_jsonl(&e, t);
+        if (unsafe)
+            jq_cli_fail(I, "example %d has a tab or newline, which --format "
+                           "tsv cannot hold", i);
         if (!line)
             jq_cli_fail(I, "out of memory");
         fprintf(f, "%s\n", line);
         free(line);
-        json_decref(j);
         jq_recall_example_free(&e);
     }
     if ((to_stdout ? fflush(f) : fclose(f)) != 0 || (to_stdout && ferror(f)))

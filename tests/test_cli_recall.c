@@ -144,6 +144,46 @@ static void test_recall_data(void **state)
     free(path);
 }
 
+/* --format tsv: the same examples as the JSONL, one line each: task,
+ * prompt, response, answers (what tools/demo.sh reads with `read`). */
+static void test_recall_data_tsv(void **state)
+{
+    (void)state;
+    char *jsonl = jqt_judgeq_ok("recall-data -o - --length 200 --count 10 "
+                                "--seed 6");
+    char *tsv = jqt_judgeq_ok("recall-data -o - --length 200 --count 10 "
+                              "--seed 6 --format tsv");
+    size_t n;
+    json_t **lines = read_lines(jsonl, &n);
+    assert_int_equal(n, 10);
+    char *save = NULL;
+    char *line = strtok_r(tsv, "\n", &save);
+    for (size_t i = 0; i < n; i++, line = strtok_r(NULL, "\n", &save)) {
+        assert_non_null(line);
+        json_t *j = lines[i];
+        json_t *answers = json_object_get(j, "answers");
+        char *want = jqt_fmt("%s\t%s\t%s",
+                             json_string_value(json_object_get(j, "task")),
+                             json_string_value(json_object_get(j, "prompt")),
+                             json_string_value(json_object_get(j, "response")));
+        for (size_t a = 0; a < json_array_size(answers); a++) {
+            char *longer = jqt_fmt("%s\t%s", want,
+                                   json_string_value(json_array_get(answers, a)));
+            free(want);
+            want = longer;
+        }
+        assert_string_equal(line, want);
+        free(want);
+        json_decref(j);
+    }
+    assert_null(line);
+    free(lines);
+    free(tsv);
+    free(jsonl);
+    jqt_expect_exit("recall-data -o - --length 200 --count 1 --format csv", 2,
+                    "--format must be jsonl or tsv, got 'csv'");
+}
+
 /* `judgeq train --data` takes recall-data's file (one short step). */
 static void test_train_reads_recall_data(void **state)
 {
@@ -247,6 +287,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gen_model_recall_tokenizes_like_the_generator),
         cmocka_unit_test(test_recall_data),
+        cmocka_unit_test(test_recall_data_tsv),
         cmocka_unit_test(test_train_reads_recall_data),
         cmocka_unit_test(test_eval_recall_task),
         cmocka_unit_test(test_errors),

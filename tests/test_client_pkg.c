@@ -104,25 +104,12 @@ static void test_connection_failure_names_socket(void **state)
     free(sock);
 }
 
-/* The build directory relative to the source root, for a nested make. */
-static char *build_dir_arg(void)
-{
-    const char *root = getenv("JUDGEQ_ROOT");
-    const char *b = getenv("JUDGEQ_BUILD");
-    assert_non_null(root);
-    size_t n = strlen(root);
-    if (b && !strncmp(b, root, n) && b[n] == '/')
-        return jqt_fmt("B=%s%s", b + n + 1,
-                       strstr(b + n + 1, "asan") ? " SANITIZE=1" : "");
-    return jqt_fmt("%s", "");
-}
-
 static void test_make_install(void **state)
 {
     (void)state;
     const char *root = getenv("JUDGEQ_ROOT");
     char *dest = jqt_fmt("%s/install-%d", jqt_tmpdir(), (int)getpid());
-    char *barg = build_dir_arg();
+    char *barg = jqt_make_build_arg();
     /* the outer make's jobserver must not leak into this one */
     char *cmd = jqt_fmt("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s "
                         "--no-print-directory -C '%s' install %s DESTDIR='%s' "

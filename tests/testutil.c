@@ -181,3 +181,15 @@ void jqt_fill_uniform(jqt_rng *r, float *x, size_t n, float lo, float hi)
     for (size_t i = 0; i < n; i++)
         x[i] = jqt_rng_uniform(r, lo, hi);
 }
+
+char *jqt_make_build_arg(void)
+{
+    const char *root = getenv("JUDGEQ_ROOT");
+    const char *b = getenv("JUDGEQ_BUILD");
+    assert_non_null(root);
+    size_t n = strlen(root);
+    if (b && !strncmp(b, root, n) && b[n] == '/')
+        return jqt_fmt("B=%s%s", b + n + 1,
+                       strstr(b + n + 1, "asan") ? " SANITIZE=1" : "");
+    return jqt_fmt("%s", "");
+}

@@ -38,6 +38,10 @@ char *jqt_judgeq_ok(const char *args);
 /* Runs judgeq with args and fails the test unless it exits with want_rc
  * and (when want_err is not NULL) its stderr contains want_err. */
 void jqt_expect_exit(const char *args, int want_rc, const char *want_err);
+/* "B=DIR [SANITIZE=1]" for a nested `make` to use the build directory
+ * of this test run (JUDGEQ_BUILD, when it is below JUDGEQ_ROOT), or ""
+ * (malloc'd). */
+char *jqt_make_build_arg(void);
 /* printf-style formatting into a malloc'd string. */
 char *jqt_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reads a whole file (malloc'd, NUL-terminated); NULL if unreadable. */
