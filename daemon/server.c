@@ -38,8 +38,9 @@
 #define CHUNK_MIN (16u << 10)
 #define MAX_IOV 64
 /* How long, after the last job, the daemon keeps sending queued replies
- * to clients before it exits (see maybe_finish_shutdown). */
-#define SHUTDOWN_LINGER_MS 2000
+ * to clients that read slowly before it exits (see maybe_finish_shutdown),
+ * when --frame-timeout-ms does not say (0). */
+#define SHUTDOWN_LINGER_MS 10000
 
 static void conn_close(jq_conn *c, const char *why);
 static void session_kick(jq_daemon *d, jq_session *s);
@@ -1522,13 +1523,19 @@ static void shutdown_teardown(jq_daemon *d)
     jq_log(JQ_LOG_INFO, "drained; exiting");
 }
 
+static uint64_t linger_ms(const jq_daemon *d)
+{
+    return d->cfg.frame_timeout_ms ? d->cfg.frame_timeout_ms
+                                   : SHUTDOWN_LINGER_MS;
+}
+
 static void on_linger(uv_timer_t *t)
 {
     jq_daemon *d = t->data;
     jq_log(JQ_LOG_NOTICE,
-           "%u connections did not read their last replies within %d ms; "
-           "closing them",
-           d->n_conns, SHUTDOWN_LINGER_MS);
+           "%u connections did not read their last replies within %" PRIu64
+           " ms; closing them",
+           d->n_conns, linger_ms(d));
     while (d->conns)
         conn_close(d->conns, "shutdown: last replies not read");
 }
@@ -1536,8 +1543,9 @@ static void on_linger(uv_timer_t *t)
 /* Everything in flight has finished. A connection whose replies are all
  * out is closed now; one with replies still queued (a client that reads
  * slowly) stops being read and is closed as soon as they are out, or after
- * SHUTDOWN_LINGER_MS: closing earlier would end its stream in the middle
- * of a frame. The teardown follows the last connection (conn_close). */
+ * --frame-timeout-ms (the time any client has to take its last reply):
+ * closing earlier would end its stream in the middle of a frame. The
+ * teardown follows the last connection (conn_close). */
 static void maybe_finish_shutdown(jq_daemon *d)
 {
     if (!d->draining || d->finished || d->jobs_inflight > 0)
@@ -1558,7 +1566,7 @@ static void maybe_finish_shutdown(jq_daemon *d)
     if (d->n_conns == 0)
         shutdown_teardown(d);
     else
-        uv_timer_start(&d->grace, on_linger, SHUTDOWN_LINGER_MS, 0);
+        uv_timer_start(&d->grace, on_linger, linger_ms(d), 0);
 }
 
 static void begin_shutdown(jq_daemon *d, const char *why)
