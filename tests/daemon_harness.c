@@ -33,6 +33,13 @@ int jqt_io_timeout_ms(void)
 
 /* ------------------------------------------------------------ process */
 
+static char notify_socket[128];
+
+void jqt_daemon_set_notify_socket(const char *path)
+{
+    snprintf(notify_socket, sizeof notify_socket, "%s", path ? path : "");
+}
+
 void jqt_daemon_spawn(jqt_daemon *d, const char *name, const char *model,
                       const char *const *extra)
 {
@@ -70,11 +77,15 @@ void jqt_daemon_spawn(jqt_daemon *d, const char *name, const char *model,
         }
         unsetenv("LISTEN_PID");
         unsetenv("LISTEN_FDS");
-        unsetenv("NOTIFY_SOCKET");
+        if (notify_socket[0])
+            setenv("NOTIFY_SOCKET", notify_socket, 1);
+        else
+            unsetenv("NOTIFY_SOCKET");
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     free(bin);
+    notify_socket[0] = 0;
     d->pid = pid;
 }
 

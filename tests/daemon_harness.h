@@ -31,6 +31,9 @@ typedef struct {
  * TMP/name.log. Does not wait. */
 void jqt_daemon_spawn(jqt_daemon *d, const char *name, const char *model,
                       const char *const *extra);
+/* NOTIFY_SOCKET for the next spawn only (a datagram socket of the test
+ * that receives sd_notify messages); otherwise the daemon gets none. */
+void jqt_daemon_set_notify_socket(const char *path);
 /* spawn, then wait (bounded) until the daemon answers a Ping. */
 void jqt_daemon_start(jqt_daemon *d, const char *name, const char *model,
                       const char *const *extra);
