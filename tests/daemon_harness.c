@@ -384,6 +384,31 @@ jqt_frame_status jqt_wire_recv_try(int fd, int timeout_ms,
     return *out ? JQT_FRAME_OK : JQT_FRAME_BAD;
 }
 
+int jqt_wire_tokenize_flood(int fd, int n, uint64_t first_id)
+{
+    enum { TEXT = 9000 };
+    char *text = malloc(TEXT);
+    if (!text)
+        return 0;
+    size_t len = 0;
+    while (len + 20 < TEXT)
+        len += (size_t)sprintf(text + len, "Once upon a time, ");
+    int sent = 0;
+    for (; sent < n; sent++) {
+        Judgeq__Request q = JUDGEQ__REQUEST__INIT;
+        Judgeq__Tokenize t = JUDGEQ__TOKENIZE__INIT;
+        t.text = text;
+        q.has_id = 1;
+        q.id = first_id + (uint64_t)sent;
+        q.body_case = JUDGEQ__REQUEST__BODY_TOKENIZE;
+        q.tokenize = &t;
+        if (jqt_wire_send_try(fd, &q) != 0)
+            break;
+    }
+    free(text);
+    return sent;
+}
+
 /* ------------------------------------------------------------ requests */
 
 void jqt_req_create(Judgeq__Request *q, Judgeq__CreateSession *cs,

@@ -100,6 +100,12 @@ typedef enum {
 jqt_frame_status jqt_wire_recv_try(int fd, int timeout_ms,
                                    Judgeq__Response **out, int *rfd);
 
+/* Sends n Tokenize requests (ids first_id, first_id + 1, ...) of ~9 KB of
+ * text each, without reading: ~1 MB of replies for n = 200, far more than
+ * the socket buffers hold. Returns how many were sent before a send
+ * failed (the daemon closed). */
+int jqt_wire_tokenize_flood(int fd, int n, uint64_t first_id);
+
 /* Requests with the fields the fault tests use. */
 void jqt_req_create(Judgeq__Request *q, Judgeq__CreateSession *cs,
                     uint64_t id, bool keep_on_disconnect);

@@ -272,23 +272,7 @@ static void test_sigterm_flushes_unread_replies(void **state)
     jqt_stats base = jqt_stats_get(obs);
     int fd = jqt_wire_connect_try(d.sock);
     assert_true(fd >= 0);
-    /* ~1 MB of Tokenize replies, far more than the socket buffers hold */
-    size_t len = 0;
-    char *text = malloc(9000);
-    assert_non_null(text);
-    while (len + 20 < 9000)
-        len += (size_t)sprintf(text + len, "Once upon a time, ");
-    for (int i = 0; i < N_REQ; i++) {
-        Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-        Judgeq__Tokenize t = JUDGEQ__TOKENIZE__INIT;
-        t.text = text;
-        q.has_id = 1;
-        q.id = 1000u + (uint64_t)i;
-        q.body_case = JUDGEQ__REQUEST__BODY_TOKENIZE;
-        q.tokenize = &t;
-        assert_int_equal(jqt_wire_send_try(fd, &q), 0);
-    }
-    free(text);
+    assert_int_equal(jqt_wire_tokenize_flood(fd, N_REQ, 1000), N_REQ);
     double t0 = jqt_now();
     for (uint64_t own = 1;; own++) {
         if (jqt_stats_get(obs).requests >= base.requests + own + N_REQ)

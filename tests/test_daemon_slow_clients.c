@@ -24,16 +24,6 @@
 #define MODEL "stories260K.gguf"
 #define N_TOKENIZE 200 /* ~1 MB of replies: far more than socket buffers */
 
-static char *long_text(void)
-{
-    char *text = malloc(9000);
-    assert_non_null(text);
-    size_t len = 0;
-    while (len + 20 < 9000)
-        len += (size_t)sprintf(text + len, "Once upon a time, ");
-    return text;
-}
-
 /* A client that asks for ~1 MB of replies and reads none of them. */
 static int stalled_reader(const jqt_daemon *d)
 {
@@ -41,19 +31,7 @@ static int stalled_reader(const jqt_daemon *d)
     assert_true(fd >= 0);
     int small = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    char *text = long_text();
-    for (int i = 0; i < N_TOKENIZE; i++) {
-        Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-        Judgeq__Tokenize t = JUDGEQ__TOKENIZE__INIT;
-        t.text = text;
-        q.has_id = 1;
-        q.id = 1u + (uint64_t)i;
-        q.body_case = JUDGEQ__REQUEST__BODY_TOKENIZE;
-        q.tokenize = &t;
-        if (jqt_wire_send_try(fd, &q) != 0)
-            break; /* already dropped */
-    }
-    free(text);
+    jqt_wire_tokenize_flood(fd, N_TOKENIZE, 1); /* stops if dropped */
     return fd;
 }
 
@@ -113,15 +91,23 @@ static int read_until_closed(int fd, const char *needle, bool *error_seen)
     }
 }
 
+/* judgeqd on stories260K with 2 threads and `option value`; returns the
+ * test's Stats connection. */
+static judgeq_conn *start(jqt_daemon *d, const char *name, const char *option,
+                          const char *value)
+{
+    const char *const extra[] = {"--threads", "2", option, value, NULL};
+    jqt_daemon_start(d, name, jqt_model_path(MODEL), extra);
+    return jqt_connect(d);
+}
+
 /* Below --max-output-bytes a client that does not read keeps its replies
  * (the daemon holds them) and nobody waits for it. */
 static void test_stalled_reader_does_not_block(void **state)
 {
     (void)state;
-    static const char *const extra[] = {"--threads", "2", NULL};
     jqt_daemon d;
-    jqt_daemon_start(&d, "stall", jqt_model_path(MODEL), extra);
-    judgeq_conn *obs = jqt_connect(&d);
+    judgeq_conn *obs = start(&d, "stall", "--max-output-bytes", "256M");
     int fd = stalled_reader(&d);
     others_are_served(&d);
     others_are_served(&d);
@@ -145,11 +131,8 @@ static void test_stalled_reader_does_not_block(void **state)
 static void test_stalled_reader_dropped(void **state)
 {
     (void)state;
-    static const char *const extra[] = {"--threads", "2",
-                                        "--max-output-bytes", "64K", NULL};
     jqt_daemon d;
-    jqt_daemon_start(&d, "drop", jqt_model_path(MODEL), extra);
-    judgeq_conn *obs = jqt_connect(&d);
+    judgeq_conn *obs = start(&d, "drop", "--max-output-bytes", "64K");
     int fd = stalled_reader(&d);
     others_are_served(&d);
     if (!jqt_daemon_log_wait(&d, "more than --max-output-bytes 65536; "
@@ -238,11 +221,8 @@ static void expect_timed_out(int fd, const char *who)
 static void test_half_frame_timed_out(void **state)
 {
     (void)state;
-    static const char *const extra[] = {"--threads", "2",
-                                        "--frame-timeout-ms", "500", NULL};
     jqt_daemon d;
-    jqt_daemon_start(&d, "half", jqt_model_path(MODEL), extra);
-    judgeq_conn *obs = jqt_connect(&d);
+    judgeq_conn *obs = start(&d, "half", "--frame-timeout-ms", "500");
     uint8_t frame[64];
     size_t n = ping_frame(frame, sizeof frame);
 
@@ -299,11 +279,8 @@ static void test_half_frame_timed_out(void **state)
 static void test_unread_last_reply(void **state)
 {
     (void)state;
-    static const char *const extra[] = {"--threads", "2",
-                                        "--frame-timeout-ms", "500", NULL};
     jqt_daemon d;
-    jqt_daemon_start(&d, "unread", jqt_model_path(MODEL), extra);
-    judgeq_conn *obs = jqt_connect(&d);
+    judgeq_conn *obs = start(&d, "unread", "--frame-timeout-ms", "500");
     int fd = stalled_reader(&d);
     uint8_t frame[64];
     ping_frame(frame, sizeof frame);
