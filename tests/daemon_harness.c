@@ -25,6 +25,24 @@ double jqt_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define JQT_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define JQT_ASAN 1
+#endif
+
+bool jqt_asan_build(void)
+{
+#ifdef JQT_ASAN
+    return true;
+#else
+    return false;
+#endif
+}
+
 int jqt_io_timeout_ms(void)
 {
     const char *v = getenv("JQT_IO_TIMEOUT_MS");

@@ -57,6 +57,11 @@ bool jqt_daemon_log_wait(const jqt_daemon *d, const char *needle,
 long jqt_proc_rss_kib(pid_t pid);
 int jqt_proc_fd_count(pid_t pid);
 
+/* True in a sanitizer build (make SANITIZE=1 builds the tests and judgeqd
+ * together): ASan keeps freed memory in quarantine, so RSS says nothing
+ * about leaks there; LeakSanitizer at the daemon's exit does. */
+bool jqt_asan_build(void);
+
 double jqt_now(void);
 /* Liveness bound for one reply: JQT_IO_TIMEOUT_MS or 60 s (a loaded
  * 2-core machine, sanitizers, the scalar kernels). */
