@@ -172,6 +172,9 @@ struct jq_conn {
     size_t out_bytes;
     unsigned inflight;
     bool want_flush, closing, close_after_flush, read_stopped;
+    /* uv_now() when the partial frame in `in` began, or when the last
+     * reply before a close_after_flush was queued (conn_limits.c) */
+    uint64_t frame_started_ms;
 };
 
 /* ---- worker pools */
@@ -256,7 +259,8 @@ struct jq_daemon {
 
     uv_prepare_t flush_prepare;
     uv_timer_t tick;
-    uv_timer_t grace;
+    uv_timer_t grace;          /* then the linger of the last replies */
+    uv_timer_t stall_scan;     /* conn_limits.c */
     uv_signal_t sig_term, sig_int, sig_hup;
     uint64_t watchdog_usec;
     double last_watchdog;
@@ -279,7 +283,7 @@ struct jq_daemon {
     uint64_t requests, errors;
 
     /* shutdown */
-    bool draining, cancelled_all, finished;
+    bool draining, cancelled_all, finished, torn_down;
     int exit_code;
 };
 
@@ -288,6 +292,20 @@ int jq_server_init(jq_daemon *d, char *err, size_t errlen);
 int jq_server_listen(jq_daemon *d, char *err, size_t errlen);
 int jq_server_run(jq_daemon *d);
 void jq_server_free(jq_daemon *d);
+
+/* server.c, for conn_limits.c: answer once with an error naming what went
+ * wrong (logged at level), stop reading, close when the answer is out. */
+void jq_conn_abort(jq_conn *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void jq_conn_close(jq_conn *c, const char *why);
+
+/* conn_limits.c: the stalled-connection scan (--frame-timeout-ms) */
+void jq_conn_limits_init(jq_daemon *d);
+void jq_conn_limits_start(jq_daemon *d);
+void jq_conn_limits_close(jq_daemon *d);
+/* After bytes arrived: `before` were buffered, and whether process_frames
+ * consumed a whole frame. Starts the clock of a new partial frame. */
+void jq_conn_frame_progress(jq_conn *c, size_t before, bool consumed);
 
 /* workers.c */
 int jq_pools_start(jq_daemon *d, char *err, size_t errlen);

@@ -13,6 +13,7 @@
 
 #include "daemon.h"
 #include "kernels.h"
+#include "load_error.h"
 #include "log.h"
 
 int main(int argc, char **argv)
@@ -61,10 +62,14 @@ int main(int argc, char **argv)
     /* kernels */
     jq_log(JQ_LOG_INFO, "kernels: %s", jq_isa_name(jq_kernels_init()));
 
-    /* model */
-    d->model = jq_model_load(d->cfg.model, err, sizeof err);
-    if (!d->model)
+    /* model: a file that is not a whole, valid GGUF stops the start with
+     * one line naming it (load_error.h) */
+    char lerr[sizeof err];
+    d->model = jq_model_load(d->cfg.model, lerr, sizeof lerr);
+    if (!d->model) {
+        jq_load_error(err, sizeof err, "model", d->cfg.model, lerr);
         goto fail;
+    }
     if (d->cfg.weights == JQ_WEIGHTS_PER_NODE && d->plan->n_pools > 1)
         jq_log(JQ_LOG_WARNING, "--weights per-node: the engine maps the "
                                "model once; every node reads that mapping");
@@ -73,10 +78,12 @@ int main(int argc, char **argv)
     if (d->max_context < 1)
         d->max_context = 2048;
     if (d->cfg.soft) {
-        jq_soft_tokens *st = jq_soft_tokens_load(d->cfg.soft, d->model, err,
-                                                 sizeof err);
-        if (!st)
+        jq_soft_tokens *st = jq_soft_tokens_load(d->cfg.soft, d->model, lerr,
+                                                 sizeof lerr);
+        if (!st) {
+            jq_load_error(err, sizeof err, "soft", d->cfg.soft, lerr);
             goto fail;
+        }
         d->soft = calloc(1, sizeof *d->soft);
         if (!d->soft) {
             jq_soft_tokens_free(st);
@@ -125,6 +132,8 @@ int main(int argc, char **argv)
 
 fail:
     jq_log(JQ_LOG_ERR, "%s", err);
+    /* systemctl status shows STATUS= next to the failed unit */
+    sd_notifyf(0, "STATUS=failed to start: %s", err);
     if (d->loop) {
         d->draining = true;
         jq_server_free(d);

@@ -46,6 +46,40 @@ static void copy_head(const jq_kv_store *s, size_t h, int32_t n, uint8_t *k,
     memcpy(pos, s->pos + first, (size_t)n * sizeof(int32_t));
 }
 
+/* Lays out the export of s: fills rec (one per head) when non-NULL and
+ * returns the total size in bytes. */
+static uint64_t layout_heads(const jq_kv_store *s, jq_kv_export_head *rec)
+{
+    size_t heads = (size_t)s->n_layer * (size_t)s->n_head_kv;
+    size_t row = (size_t)s->head_dim * s->elem_size;
+    uint64_t off = align_up(sizeof(jq_kv_export_header) +
+                            heads * sizeof(jq_kv_export_head));
+    for (size_t h = 0; h < heads; h++) {
+        int32_t own = s->len[h];
+        int32_t pre = s->prefix ? s->prefix->len[h] : 0;
+        uint64_t n = (uint64_t)own + (uint64_t)pre;
+        jq_kv_export_head e = {
+            .layer = (uint32_t)(h / (size_t)s->n_head_kv),
+            .kv_head = (uint32_t)(h % (size_t)s->n_head_kv),
+            .length = (uint32_t)n,
+        };
+        e.keys_offset = off;
+        off = align_up(off + n * row);
+        e.values_offset = off;
+        off = align_up(off + n * row);
+        e.positions_offset = off;
+        off = align_up(off + n * sizeof(int32_t));
+        if (rec)
+            rec[h] = e;
+    }
+    return off;
+}
+
+uint64_t jq_kv_export_bytes(const jq_kv_store *s)
+{
+    return layout_heads(s, NULL);
+}
+
 int jq_kv_export(const jq_kv_store *s, const char *name, uint64_t session_id,
                  Judgeq__KvLayout **layout_out, char *err, size_t errlen)
 {
@@ -57,23 +91,7 @@ int jq_kv_export(const jq_kv_store *s, const char *name, uint64_t session_id,
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    uint64_t off = align_up(sizeof(jq_kv_export_header) +
-                            heads * sizeof(jq_kv_export_head));
-    for (size_t h = 0; h < heads; h++) {
-        int32_t own = s->len[h];
-        int32_t pre = s->prefix ? s->prefix->len[h] : 0;
-        uint64_t n = (uint64_t)own + (uint64_t)pre;
-        rec[h].layer = (uint32_t)(h / (size_t)s->n_head_kv);
-        rec[h].kv_head = (uint32_t)(h % (size_t)s->n_head_kv);
-        rec[h].length = (uint32_t)n;
-        rec[h].keys_offset = off;
-        off = align_up(off + n * row);
-        rec[h].values_offset = off;
-        off = align_up(off + n * row);
-        rec[h].positions_offset = off;
-        off = align_up(off + n * sizeof(int32_t));
-    }
-    uint64_t total = off;
+    uint64_t total = layout_heads(s, rec);
 
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) {

@@ -41,5 +41,8 @@ typedef judgeq_kv_head_entry jq_kv_export_head;
 int jq_kv_export(const jq_kv_store *s, const char *name, uint64_t session_id,
                  Judgeq__KvLayout **layout, char *err, size_t errlen);
 void jq_kv_export_layout_free(Judgeq__KvLayout *layout);
+/* The size of the memfd jq_kv_export would make of s (what an export
+ * costs the daemon's memory until the reply carrying it is queued). */
+uint64_t jq_kv_export_bytes(const jq_kv_store *s);
 
 #endif

@@ -65,6 +65,11 @@ void jq_log(int level, const char *fmt, ...)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2)
         len = sizeof line - 2;
+    /* one message, one line: a line break inside (from a file's or a
+     * client's text) would forge a second entry with its own priority */
+    for (size_t i = (size_t)n; i < len; i++)
+        if (line[i] == '\n' || line[i] == '\r')
+            line[i] = ' ';
     line[len++] = '\n';
     /* one write per line, so lines from several threads never interleave;
      * a failing stderr has nowhere to report to */

@@ -65,6 +65,10 @@ static const option options[] = {
     {"max-output-bytes", OPT_BYTES, CFG(max_output_bytes), 4096, 4 * GiB,
      256u << 20, NULL, "BYTES",
      "unsent reply bytes a connection may queue before it is dropped"},
+    {"frame-timeout-ms", OPT_UINT, CFG(frame_timeout_ms), 0, 3600000, 30000,
+     NULL, "MS",
+     "a request frame must arrive whole within this long of its first "
+     "byte, or the connection is closed; 0 = no limit"},
     {"max-inflight", OPT_UINT, CFG(max_inflight), 1, 65536, 256, NULL, "N",
      "unanswered requests per connection"},
     {"memory-budget", OPT_BYTES, CFG(memory_budget), 0, 1ull << 50, 0,

@@ -34,6 +34,7 @@ typedef struct {
     uint64_t max_connections;
     uint64_t max_frame_bytes;
     uint64_t max_output_bytes;       /* per connection, then it is dropped */
+    uint64_t frame_timeout_ms;       /* a started frame must end by then */
     uint64_t max_inflight;           /* requests per connection */
     uint64_t memory_budget;          /* bytes of KV (0: unlimited) */
     uint64_t idle_timeout;           /* seconds */

@@ -38,10 +38,15 @@
 #define READS_PER_EVENT 16
 #define CHUNK_MIN (16u << 10)
 #define MAX_IOV 64
+/* How long, after the last job, the daemon keeps sending queued replies
+ * to clients that read slowly before it exits (see maybe_finish_shutdown),
+ * when --frame-timeout-ms does not say (0). */
+#define SHUTDOWN_LINGER_MS 10000
 
 static void conn_close(jq_conn *c, const char *why);
 static void session_kick(jq_daemon *d, jq_session *s);
 static void maybe_finish_shutdown(jq_daemon *d);
+static void shutdown_teardown(jq_daemon *d);
 
 /* ------------------------------------------------------------ output */
 
@@ -214,7 +219,7 @@ static void conn_flush(jq_conn *c)
         }
     }
     if (!c->out && c->close_after_flush && !c->closing) {
-        conn_close(c, "protocol error");
+        conn_close(c, "last reply sent");
         return;
     }
     update_poll(c);
@@ -366,6 +371,7 @@ static jq_session *session_new(jq_daemon *d, uid_t owner, uint64_t conn_id,
 /* Starts the session's next queued request when nothing runs on it. Fork
  * needs no compute (a new tail store and a seal), so it completes here. */
 static void do_fork(jq_daemon *d, jq_session *s, jq_job *job);
+static bool admit_export(jq_daemon *d, jq_session *s, jq_job *j);
 
 static void session_kick(jq_daemon *d, jq_session *s)
 {
@@ -379,6 +385,8 @@ static void session_kick(jq_daemon *d, jq_session *s)
             do_fork(d, s, j);
             continue;
         }
+        if (j->kind == JQ_JOB_EXPORT && !admit_export(d, s, j))
+            continue;
         s->running = j;
         d->jobs_inflight++;
         jq_pool_submit(&d->pools[s->node], j);
@@ -420,6 +428,24 @@ static bool admit(jq_daemon *d, jq_conn *c, uint64_t id, uint64_t bytes,
     }
     d->memory_used += bytes;
     return true;
+}
+
+/* An export copies the session's KV into a new memfd, held by the daemon
+ * until the reply carrying it is queued: counted against the budget for
+ * that time. Sized here, when the job reaches the head of the session's
+ * queue, because a prefill queued before it may change the store. */
+static bool admit_export(jq_daemon *d, jq_session *s, jq_job *j)
+{
+    jq_conn *c = conn_find(d, j->conn_id);
+    uint64_t bytes = s->store ? jq_kv_export_bytes(s->store) : 0;
+    if (c && admit(d, c, j->req_id, bytes, "export_kv")) {
+        j->admitted = bytes;
+        return true;
+    }
+    if (c)
+        c->inflight--;
+    jq_job_free(j);
+    return false;
 }
 
 static void do_fork(jq_daemon *d, jq_session *s, jq_job *job)
@@ -496,6 +522,9 @@ static void do_fork(jq_daemon *d, jq_session *s, jq_job *job)
         goto out;
     }
     f->store = ftail;
+    /* a fork outlives its connection when its parent does: the client
+     * that keeps a session means to keep the branches it makes of it */
+    f->keep_on_disconnect = s->keep_on_disconnect;
     f->prefix = s->prefix;
     f->prefix->refs++;
     f->bytes = jq_kv_store_bytes_allocated(ftail);
@@ -971,25 +1000,44 @@ static void handle_request(jq_conn *c, const Judgeq__Request *q)
 /* ------------------------------------------------------------ input */
 
 /* A framing error leaves the stream unsynchronised: answer once, stop
- * reading, and close when the answer is out. */
-static void protocol_error(jq_conn *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void protocol_error(jq_conn *c, const char *fmt, ...)
+ * reading, and close when the answer is out (or when the client has not
+ * taken it within --frame-timeout-ms: conn_limits.c). */
+static void conn_abort_v(jq_conn *c, int level, const char *fmt, va_list ap)
 {
     char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    jq_log(JQ_LOG_INFO, "connection %" PRIu64 " (pid %d): %s; closing", c->id,
+    jq_log(level, "connection %" PRIu64 " (pid %d): %s; closing", c->id,
            (int)c->pid, msg);
     send_error(c, 0, JUDGEQ__ERROR_CODE__INVALID_ARGUMENT, "%s", msg);
     c->close_after_flush = true;
     c->read_stopped = true;
     c->in_len = 0;
+    c->frame_started_ms = uv_now(c->d->loop);
+    update_poll(c);
 }
 
-static void process_frames(jq_conn *c)
+static void protocol_error(jq_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void protocol_error(jq_conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    conn_abort_v(c, JQ_LOG_INFO, fmt, ap);
+    va_end(ap);
+}
+
+void jq_conn_abort(jq_conn *c, int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    conn_abort_v(c, level, fmt, ap);
+    va_end(ap);
+}
+
+void jq_conn_close(jq_conn *c, const char *why) { conn_close(c, why); }
+
+/* Handles every whole frame buffered; true when at least one was. */
+static bool process_frames(jq_conn *c)
 {
     jq_daemon *d = c->d;
     size_t off = 0;
@@ -1004,7 +1052,7 @@ static void process_frames(jq_conn *c)
             protocol_error(c, "a frame of %u bytes exceeds --max-frame-bytes "
                               "%" PRIu64,
                            plen, d->cfg.max_frame_bytes);
-            return;
+            return true;
         }
         const uint8_t *payload = c->in + off + JQ_FRAME_HEADER_BYTES;
         off += JQ_FRAME_HEADER_BYTES + plen;
@@ -1020,11 +1068,12 @@ static void process_frames(jq_conn *c)
         judgeq__request__free_unpacked(req, NULL);
     }
     if (c->closing || c->close_after_flush)
-        return;
+        return true;
     if (off) {
         memmove(c->in, c->in + off, c->in_len - off);
         c->in_len -= off;
     }
+    return off > 0;
 }
 
 static void close_received_fds(struct msghdr *msg)
@@ -1093,8 +1142,9 @@ static void conn_read(jq_conn *c)
             conn_close(c, "peer closed");
             return;
         }
+        size_t before = c->in_len;
         c->in_len += (size_t)n;
-        process_frames(c);
+        jq_conn_frame_progress(c, before, process_frames(c));
     }
 }
 
@@ -1168,6 +1218,8 @@ static void conn_close(jq_conn *c, const char *why)
         c->next->prev = c->prev;
     d->n_conns--;
     uv_close((uv_handle_t *)&c->poll, conn_free_cb);
+    if (d->finished && d->n_conns == 0)
+        shutdown_teardown(d);
 }
 
 static void on_listen_event(uv_poll_t *h, int status, int events)
@@ -1311,6 +1363,12 @@ static void reply_job(jq_conn *c, jq_job *j)
     }
 }
 
+static bool stopped_by_shutdown(const jq_daemon *d, const jq_job *j)
+{
+    return d->cancelled_all && j->kind == JQ_JOB_GENERATE && j->stop_reason &&
+           strcmp(j->stop_reason, "cancelled") == 0;
+}
+
 /* A job came back from its worker: fold its result into the session (a
  * prefill's new store replaces the old one), answer, and start the
  * session's next request. */
@@ -1335,6 +1393,15 @@ static void job_done(jq_daemon *d, jq_job *j)
     if (c) {
         if (j->code != JUDGEQ__ERROR_CODE__OK)
             send_error(c, j->req_id, j->code, "%s", j->message);
+        else if (stopped_by_shutdown(d, j))
+            /* the tokens streamed are valid; the rest was refused, so the
+             * client sees UNAVAILABLE (retry elsewhere), not a short
+             * completion it might take for the model's own */
+            send_error(c, j->req_id, JUDGEQ__ERROR_CODE__UNAVAILABLE,
+                       "judgeqd is shutting down: generation stopped after "
+                       "%d tokens at the end of --grace-period %" PRIu64
+                       " s",
+                       j->produced, d->cfg.grace_period);
         else
             reply_job(c, j);
         c->inflight--;
@@ -1455,20 +1522,18 @@ static void stop_listening(jq_daemon *d)
         unlink(d->cfg.socket);
 }
 
-/* Everything in flight has finished: answer what can still be answered,
- * close every connection and handle, so uv_run returns and uv_loop_close
- * finds nothing open. */
-static void maybe_finish_shutdown(jq_daemon *d)
+/* The last connection has gone after the drain: free the sessions and
+ * close every handle, so uv_run returns and uv_loop_close finds nothing
+ * open. */
+static void shutdown_teardown(jq_daemon *d)
 {
-    if (!d->draining || d->finished || d->jobs_inflight > 0)
+    if (d->torn_down)
         return;
-    d->finished = true;
-    on_prepare(&d->flush_prepare);
-    while (d->conns)
-        conn_close(d->conns, "shutdown");
+    d->torn_down = true;
     while (d->sessions)
         session_free(d, d->sessions);
     stop_listening(d);
+    jq_conn_limits_close(d);
     close_handle((uv_handle_t *)&d->async);
     close_handle((uv_handle_t *)&d->flush_prepare);
     close_handle((uv_handle_t *)&d->tick);
@@ -1483,6 +1548,52 @@ static void maybe_finish_shutdown(jq_daemon *d)
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     jq_log(JQ_LOG_INFO, "drained; exiting");
+}
+
+static uint64_t linger_ms(const jq_daemon *d)
+{
+    return d->cfg.frame_timeout_ms ? d->cfg.frame_timeout_ms
+                                   : SHUTDOWN_LINGER_MS;
+}
+
+static void on_linger(uv_timer_t *t)
+{
+    jq_daemon *d = t->data;
+    jq_log(JQ_LOG_NOTICE,
+           "%u connections did not read their last replies within %" PRIu64
+           " ms; closing them",
+           d->n_conns, linger_ms(d));
+    while (d->conns)
+        conn_close(d->conns, "shutdown: last replies not read");
+}
+
+/* Everything in flight has finished. A connection whose replies are all
+ * out is closed now; one with replies still queued (a client that reads
+ * slowly) stops being read and is closed as soon as they are out, or after
+ * --frame-timeout-ms (the time any client has to take its last reply):
+ * closing earlier would end its stream in the middle of a frame. The
+ * teardown follows the last connection (conn_close). */
+static void maybe_finish_shutdown(jq_daemon *d)
+{
+    if (!d->draining || d->finished || d->jobs_inflight > 0)
+        return;
+    d->finished = true;
+    on_prepare(&d->flush_prepare);
+    for (jq_conn *c = d->conns, *nx; c; c = nx) {
+        nx = c->next;
+        if (!c->out) {
+            conn_close(c, "shutdown");
+            continue;
+        }
+        c->read_stopped = true;
+        c->close_after_flush = true;
+        c->frame_started_ms = uv_now(d->loop);
+        update_poll(c);
+    }
+    if (d->n_conns == 0)
+        shutdown_teardown(d);
+    else
+        uv_timer_start(&d->grace, on_linger, linger_ms(d), 0);
 }
 
 static void begin_shutdown(jq_daemon *d, const char *why)
@@ -1557,6 +1668,7 @@ int jq_server_init(jq_daemon *d, char *err, size_t errlen)
     d->tick.data = d;
     uv_timer_init(d->loop, &d->grace);
     d->grace.data = d;
+    jq_conn_limits_init(d);
     uv_signal_init(d->loop, &d->sig_term);
     uv_signal_init(d->loop, &d->sig_int);
     uv_signal_init(d->loop, &d->sig_hup);
@@ -1671,6 +1783,7 @@ int jq_server_run(jq_daemon *d)
     if (d->watchdog_usec && d->watchdog_usec / 2000 < period)
         period = d->watchdog_usec / 2000 ? d->watchdog_usec / 2000 : 1;
     uv_timer_start(&d->tick, on_tick, period, period);
+    jq_conn_limits_start(d);
     uv_run(d->loop, UV_RUN_DEFAULT);
     return 0;
 }
