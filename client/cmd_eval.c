@@ -36,6 +36,7 @@
 #include "selfgen.h"
 #include "sha256.h"
 #include "soft_tokens.h"
+#include "recall_lang.h"
 #include "tasks.h"
 #include "thread_pool.h"
 
@@ -76,12 +77,20 @@ static const jq_cmd_info eval_info = {
     "                         `judgeq train`, held out when --seed differs\n"
     "      --prompt-len L     self-generated prompt tokens (default 256)\n"
     "      --task T           RULER-style synthetic task: niah, multikey,\n"
-    "                         vt or cwe (for instruction models); adds\n"
-    "                         accuracy (string match x 100) to the results\n"
-    "      --length L         task prompt tokens (the longest that fits)\n"
+    "                         vt or cwe (for instruction models), or one in\n"
+    "                         the recall language (judgeq's own recall model;\n"
+    "                         see `judgeq recall-data`): recall-niah,\n"
+    "                         recall-multikey, recall-mqar, recall-vt,\n"
+    "                         recall-cwe; adds accuracy (string match x 100 of\n"
+    "                         the output up to end-of-sequence)\n"
+    "      --length L         task prompt tokens (the longest that fits);\n"
+    "                         recall-*: prompt + answer + EOS, as in training\n"
     "      --samples N        task prompts (default 10)\n"
     "      --question-first   task: the question before the context\n"
-    "  -n, --n-predict N      reference tokens (default 32; 64 with --task)\n"
+    "      --difficulty D     recall-*: needles, pairs, hops or words (default:\n"
+    "                         the task's; see `judgeq recall-data --help`)\n"
+    "  -n, --n-predict N      reference tokens (default 32; 64 with --task;\n"
+    "                         recall-*: the longest answer + EOS)\n"
     "      --seed S           prompts' seed (default 1000; `judgeq train`\n"
     "                         uses 1, so default prompts are held out)\n"
     "      --threads N        compute threads (default: all CPUs available)\n"
@@ -111,6 +120,7 @@ enum {
     OPT_SEED,
     OPT_THREADS,
     OPT_NO_BOS,
+    OPT_DIFFICULTY,
 };
 
 #define MAX_BUDGETS 64
@@ -119,7 +129,9 @@ enum {
 typedef struct {
     const char *model, *out_dir, *prompts_path, *policies_arg, *budgets_arg;
     int32_t self_generate, prompt_len, n_predict, threads, samples;
-    int task; /* -1: none */
+    int task; /* -1: none; a jq_task_kind, or with recall a jq_recall_task */
+    bool recall;
+    int32_t difficulty; /* recall: 0 = the task's default */
     int64_t task_length;
     bool n_set, question_first, no_bos, prompt_len_set;
     uint64_t seed;
@@ -181,6 +193,55 @@ static bool has_policy(const eval_opts *o, jq_evict_policy p)
     return false;
 }
 
+#define RECALL_PREFIX "recall-"
+
+static jq_recall_opts recall_opts(const eval_opts *o)
+{
+    return (jq_recall_opts){.task = (jq_recall_task)o->task,
+                            .length = (int32_t)o->task_length,
+                            .difficulty = o->difficulty,
+                            .question_first = o->question_first,
+                            .seed = o->seed};
+}
+
+/* A recall task's difficulty and length are known to fit before the
+ * model loads (the minimum is the same for every sample). Without -n the
+ * reference is as long as the longest answer + EOS, so prompt + answer
+ * stay within --length, the context the model was trained at. */
+static void check_recall_opts(const jq_cmd_info *I, eval_opts *o)
+{
+    jq_recall_opts r = recall_opts(o);
+    char err[256];
+    int32_t min = jq_recall_min_length(&r, err, sizeof err);
+    if (min < 0)
+        jq_cli_usage_error(I, "--difficulty: %s", err);
+    if (min > o->task_length)
+        jq_cli_usage_error(I, "--task %s%s needs --length of at least %d",
+                           RECALL_PREFIX, jq_recall_task_name(r.task), (int)min);
+    if (o->n_set)
+        return;
+    o->n_predict = 1;
+    for (int32_t i = 0; i < o->samples; i++) {
+        jq_recall_example e;
+        if (jq_recall_generate(&r, (uint64_t)i, &e, err, sizeof err) != 0)
+            jq_cli_fail(I, "%s", err);
+        if (e.n_tokens - e.n_prompt > o->n_predict)
+            o->n_predict = e.n_tokens - e.n_prompt;
+        jq_recall_example_free(&e);
+    }
+}
+
+/* "niah", "recall-niah", ... */
+static const char *task_label(const eval_opts *o, char *buf, size_t n)
+{
+    if (o->recall)
+        snprintf(buf, n, "%s%s", RECALL_PREFIX,
+                 jq_recall_task_name((jq_recall_task)o->task));
+    else
+        snprintf(buf, n, "%s", jq_task_name((jq_task_kind)o->task));
+    return buf;
+}
+
 static void parse(int argc, char **argv, eval_opts *o)
 {
     const jq_cmd_info *I = &eval_info;
@@ -200,6 +261,7 @@ static void parse(int argc, char **argv, eval_opts *o)
         {"seed", required_argument, 0, OPT_SEED},
         {"threads", required_argument, 0, OPT_THREADS},
         {"no-bos", no_argument, 0, OPT_NO_BOS},
+        {"difficulty", required_argument, 0, OPT_DIFFICULTY},
         {"help", no_argument, 0, 'h'},
         JQ_CLI_EVICT_LONGOPTS,
         {0, 0, 0, 0},
@@ -237,13 +299,20 @@ static void parse(int argc, char **argv, eval_opts *o)
             o->prompt_len_set = true;
             break;
         case OPT_TASK:
-            o->task = jq_task_from_name(optarg);
+            o->recall = !strncmp(optarg, RECALL_PREFIX, strlen(RECALL_PREFIX));
+            o->task = o->recall ? jq_recall_task_from_name(optarg + strlen(RECALL_PREFIX))
+                                : jq_task_from_name(optarg);
             if (o->task < 0)
                 jq_cli_usage_error(I, "unknown task '%s' (niah, multikey, vt, "
-                                      "cwe)", optarg);
+                                      "cwe, recall-niah, recall-multikey, "
+                                      "recall-mqar, recall-vt, recall-cwe)",
+                                   optarg);
+            break;
+        case OPT_DIFFICULTY:
+            o->difficulty = (int32_t)jq_cli_int(I, "--difficulty", optarg, 1, 1024);
             break;
         case OPT_LENGTH:
-            o->task_length = jq_cli_int(I, "--length", optarg, 1, 1 << 24);
+            o->task_length = jq_cli_int(I, "--length", optarg, 1, 1 << 22);
             length_set = true;
             break;
         case OPT_SAMPLES:
@@ -285,7 +354,11 @@ static void parse(int argc, char **argv, eval_opts *o)
     if (o->no_bos && o->self_generate > 0)
         jq_cli_usage_error(I, "--no-bos does not apply to self-generated "
                               "prompts (they start from BOS)");
-    if (o->task >= 0 && !o->n_set)
+    if (o->difficulty && !o->recall)
+        jq_cli_usage_error(I, "--difficulty is for the recall-* tasks");
+    if (o->recall)
+        check_recall_opts(I, o);
+    if (o->task >= 0 && !o->recall && !o->n_set)
         o->n_predict = 64; /* RULER's answers: 64 greedy tokens */
     o->n_policies = jq_cli_parse_policies(I, o->policies_arg, o->policies);
     parse_budgets(I, o);
@@ -406,30 +479,50 @@ static int64_t count_tokens(void *ud, const char *text)
     return (int64_t)n;
 }
 
-static void make_tasks(const jq_cmd_info *I, const eval_opts *o,
-                       const jq_model *m, prompt_set *s)
+/* Sample i of the task as the model reads it (tokenized by the model's
+ * own tokenizer: for the recall model that gives the generator's ids,
+ * tested in test_recall_lang), with its answers. */
+static void make_task(const jq_cmd_info *I, const eval_opts *o,
+                      const jq_model *m, int32_t i, eval_prompt *p)
 {
+    char err[512];
+    p->source = i;
+    if (o->recall) {
+        jq_recall_opts ro = recall_opts(o);
+        jq_recall_example e;
+        if (jq_recall_generate(&ro, (uint64_t)i, &e, err, sizeof err) != 0)
+            jq_cli_fail(I, "%s", err);
+        tokenize_into(I, m, e.prompt, o->no_bos, p);
+        /* the answers move to the prompt; the rest is freed */
+        p->answers = e.answers;
+        p->n_answers = e.n_answers;
+        e.answers = NULL;
+        e.n_answers = 0;
+        jq_recall_example_free(&e);
+        return;
+    }
     jq_task_opts to = {.kind = (jq_task_kind)o->task,
                        .length = o->task_length,
                        .question_first = o->question_first,
                        .seed = o->seed};
     count_ud cu = {m, !o->no_bos && jq_vocab_add_bos(m->vocab)};
-    for (int32_t i = 0; i < o->samples; i++) {
-        jq_task_sample t;
-        char err[512];
-        if (jq_task_generate(&to, (uint64_t)i, count_tokens, &cu, &t, err,
-                             sizeof err) != 0)
-            jq_cli_fail(I, "%s", err);
-        eval_prompt *p = prompt_add(I, s);
-        p->source = i;
-        tokenize_into(I, m, t.prompt, o->no_bos, p);
-        /* the answers move to the prompt; the rest is freed */
-        p->answers = t.answers;
-        p->n_answers = t.n_answers;
-        t.answers = NULL;
-        t.n_answers = 0;
-        jq_task_sample_free(&t);
-    }
+    jq_task_sample t;
+    if (jq_task_generate(&to, (uint64_t)i, count_tokens, &cu, &t, err,
+                         sizeof err) != 0)
+        jq_cli_fail(I, "%s", err);
+    tokenize_into(I, m, t.prompt, o->no_bos, p);
+    p->answers = t.answers;
+    p->n_answers = t.n_answers;
+    t.answers = NULL;
+    t.n_answers = 0;
+    jq_task_sample_free(&t);
+}
+
+static void make_tasks(const jq_cmd_info *I, const eval_opts *o,
+                       const jq_model *m, prompt_set *s)
+{
+    for (int32_t i = 0; i < o->samples; i++)
+        make_task(I, o, m, i, prompt_add(I, s));
 }
 
 /* ------------------------------------------------------------- results */
@@ -718,7 +811,10 @@ static void write_run_json(const jq_cmd_info *I, const eval_opts *o,
         json_object_set_new(opt, "self_generate", json_integer(o->self_generate));
         json_object_set_new(opt, "prompt_len", json_integer(o->prompt_len));
     } else {
-        json_object_set_new(opt, "task", json_string(jq_task_name((jq_task_kind)o->task)));
+        char label[64];
+        json_object_set_new(opt, "task", json_string(task_label(o, label, sizeof label)));
+        if (o->recall)
+            json_object_set_new(opt, "difficulty", json_integer(o->difficulty));
         json_object_set_new(opt, "length", json_integer((json_int_t)o->task_length));
         json_object_set_new(opt, "samples", json_integer(o->samples));
         json_object_set_new(opt, "question_first", json_boolean(o->question_first));
@@ -1014,6 +1110,7 @@ int jq_cmd_eval(int argc, char **argv)
     if (!cells || !out_gen)
         jq_cli_fail(I, "out of memory");
     bool task = o.task >= 0;
+    int32_t eos = jq_vocab_eos(m->vocab); /* -1: none, never matches */
     double t0 = jq_now();
     progress(0, ps.n, t0, ps.p[0].L);
     for (int32_t i = 0; i < ps.n; i++) {
@@ -1039,7 +1136,12 @@ int jq_cmd_eval(int argc, char **argv)
                                 o.budgets[b], err);
                 c->accuracy = NAN;
                 if (task) {
-                    char *text = jq_detokenize(m->vocab, out_gen, (size_t)n);
+                    /* the answer ends at end-of-sequence: what follows
+                     * is not part of it (and could match by chance) */
+                    size_t n_out = 0;
+                    while (n_out < (size_t)n && out_gen[n_out] != eos)
+                        n_out++;
+                    char *text = jq_detokenize(m->vocab, out_gen, n_out);
                     if (!text)
                         jq_cli_fail(I, "out of memory");
                     c->accuracy = jq_task_score(

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "gen_model.h"
 #include "kernels.h"
+#include "recall_lang.h"
 
 static const jq_cmd_info gen_info = {
     "gen-model",
@@ -22,6 +23,9 @@ static const jq_cmd_info gen_info = {
     "      --n-head-kv N   key/value heads, divides --n-head (default 2)\n"
     "      --n-ff N        feed-forward length (default 128)\n"
     "      --n-vocab N     vocabulary size, at least 260 (default 512)\n"
+    "      --vocab V       pieces (default: generic pieces, --n-vocab of them)\n"
+    "                      or recall (the recall language of judgeq\n"
+    "                      recall-data and eval --task recall-*; its own size)\n"
     "      --ctx N         context length (default 512)\n"
     "      --type T        weight type: f32, f16, bf16, q8_0, q4_0, q4_k,\n"
     "                      q6_k (default f32; k-quants need multiples of 256)\n"
@@ -39,7 +43,7 @@ static const jq_cmd_info gen_info = {
 enum {
     OPT_EMBD = 256, OPT_LAYER, OPT_HEAD, OPT_HEAD_KV, OPT_FF, OPT_VOCAB,
     OPT_CTX, OPT_TYPE, OPT_SEED, OPT_ROPE_BASE, OPT_ARCH, OPT_ROPE_FREQS,
-    OPT_ROPE_LINEAR
+    OPT_ROPE_LINEAR, OPT_VOCAB_KIND
 };
 
 int jq_cmd_gen_model(int argc, char **argv)
@@ -53,6 +57,7 @@ int jq_cmd_gen_model(int argc, char **argv)
         {"n-head-kv", required_argument, 0, OPT_HEAD_KV},
         {"n-ff", required_argument, 0, OPT_FF},
         {"n-vocab", required_argument, 0, OPT_VOCAB},
+        {"vocab", required_argument, 0, OPT_VOCAB_KIND},
         {"ctx", required_argument, 0, OPT_CTX},
         {"type", required_argument, 0, OPT_TYPE},
         {"seed", required_argument, 0, OPT_SEED},
@@ -65,7 +70,7 @@ int jq_cmd_gen_model(int argc, char **argv)
     };
     jq_gen_model_params p = jq_gen_model_defaults();
     const char *out = NULL;
-    bool kv_set = false;
+    bool kv_set = false, n_vocab_set = false;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
@@ -82,6 +87,13 @@ int jq_cmd_gen_model(int argc, char **argv)
         case OPT_VOCAB:
             p.n_vocab = (int32_t)jq_cli_int(I, "--n-vocab", optarg,
                                             JQ_GEN_MODEL_MIN_VOCAB, 1 << 21);
+            n_vocab_set = true;
+            break;
+        case OPT_VOCAB_KIND:
+            if (strcmp(optarg, "pieces") && strcmp(optarg, "recall"))
+                jq_cli_usage_error(I, "--vocab must be pieces or recall, got '%s'",
+                                   optarg);
+            p.recall_vocab = !strcmp(optarg, "recall");
             break;
         case OPT_CTX: p.n_ctx = (int32_t)jq_cli_int(I, "--ctx", optarg, 1, 1 << 24); break;
         case OPT_TYPE: {
@@ -120,6 +132,11 @@ int jq_cmd_gen_model(int argc, char **argv)
         jq_cli_usage_error(I, "an output file is required (-o FILE)");
     /* without --n-head-kv, a head count the default does not divide means
      * plain multi-head attention */
+    if (p.recall_vocab && n_vocab_set)
+        jq_cli_usage_error(I, "--vocab recall sets the vocabulary size; "
+                              "leave out --n-vocab");
+    if (p.recall_vocab)
+        p.n_vocab = jq_recall_n_vocab();
     if (!kv_set && p.n_head % p.n_head_kv)
         p.n_head_kv = p.n_head;
     char err[512];

@@ -16,6 +16,8 @@
 
 #include "gguf.h"
 #include "kernels.h"
+#include "recall_lang.h"
+#include "tokenizer.h"
 
 jq_gen_model_params jq_gen_model_defaults(void)
 {
@@ -64,6 +66,10 @@ int jq_gen_model_check(const jq_gen_model_params *p, char *err, size_t errlen)
                 p->n_head_kv);
         return -1;
     }
+    if (p->recall_vocab && p->n_vocab != jq_recall_n_vocab())
+        return jq_fail(err, errlen,
+                       "the recall vocabulary has %d tokens, not --n-vocab %d",
+                       (int)jq_recall_n_vocab(), (int)p->n_vocab);
     if (!p->arch || (strcmp(p->arch, "llama") && strcmp(p->arch, "qwen2")))
         return jq_fail(err, errlen, "--arch must be llama or qwen2");
     if (!(p->rope_linear >= 1.0f && p->rope_linear <= 1e6f))
@@ -163,6 +169,26 @@ oom:
     return NULL;
 }
 
+/* The tokenizer.ggml.* metadata of the pieces vocabulary of n_vocab
+ * tokens. */
+static int write_pieces_tokenizer(jq_gguf_writer *w, int32_t n_vocab,
+                                  char *err, size_t errlen)
+{
+    int32_t *types = NULL;
+    float *scores = NULL;
+    char **tok = make_tokens(n_vocab, &types, &scores);
+    if (!tok)
+        return jq_fail(err, errlen, "out of memory");
+    int rc = jq_spm_vocab_write(w, (const char *const *)tok, scores, types,
+                                n_vocab, err, errlen);
+    for (int32_t i = 0; i < n_vocab; i++)
+        free(tok[i]);
+    free(tok);
+    free(types);
+    free(scores);
+    return rc;
+}
+
 /* ---- weights */
 
 typedef struct {
@@ -245,14 +271,11 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
     if (jq_gen_model_check(p, err, errlen) != 0)
         return -1;
     int rc = -1;
-    int32_t *types = NULL;
-    float *scores = NULL;
-    char **tok = make_tokens(p->n_vocab, &types, &scores);
     jq_gguf_writer *w = jq_gguf_writer_new();
     bool qwen2 = p->arch && !strcmp(p->arch, "qwen2");
     int n_tensors = 3 + (qwen2 ? 12 : 9) * p->n_layer + (p->rope_freqs ? 1 : 0);
     tensor_plan *plan = calloc((size_t)n_tensors, sizeof *plan);
-    if (!tok || !w || !plan) {
+    if (!w || !plan) {
         jq_set_err(err, errlen, "out of memory");
         goto done;
     }
@@ -287,20 +310,13 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
         bad |= jq_gguf_writer_set_f32(w, AK("rope.scaling.factor"), p->rope_linear);
     }
 #undef AK
-    bad |= jq_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
-    bad |= jq_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens",
-                                      (const char *const *)tok, (uint64_t)p->n_vocab);
-    bad |= jq_gguf_writer_set_arr_f32(w, "tokenizer.ggml.scores", scores, (uint64_t)p->n_vocab);
-    bad |= jq_gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)p->n_vocab);
-    bad |= jq_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
-    bad |= jq_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
-    bad |= jq_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
-    bad |= jq_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true);
-    bad |= jq_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
     if (bad) {
         jq_set_err(err, errlen, "%s", jq_gguf_writer_error(w));
         goto done;
     }
+    if (p->recall_vocab ? jq_recall_write_tokenizer(w, err, errlen)
+                        : write_pieces_tokenizer(w, p->n_vocab, err, errlen))
+        goto done;
 
     float a_embd = sqrtf(3.0f / (float)p->n_embd);
     float a_ff = sqrtf(3.0f / (float)p->n_ff);
@@ -366,12 +382,6 @@ int jq_gen_model_write(const jq_gen_model_params *p, const char *path,
     rc = 0;
 done:
     jq_gguf_writer_free(w);
-    if (tok)
-        for (int32_t i = 0; i < p->n_vocab; i++)
-            free(tok[i]);
-    free(tok);
-    free(types);
-    free(scores);
     free(plan);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* gen_model.h — random-weight llama models of any shape, written as GGUF
  * with standard llama.cpp key and tensor names and a small SentencePiece
- * vocabulary, so tests and benchmarks run at realistic sizes without
+ * vocabulary (generic pieces, or the recall language's), so tests and benchmarks run at realistic sizes without
  * downloading anything. */
 #ifndef JQ_GEN_MODEL_H
 #define JQ_GEN_MODEL_H
@@ -19,6 +19,9 @@ typedef struct {
                           * NEOX RoPE) */
     bool rope_freqs;     /* write Llama 3.1-style rope_freqs.weight */
     float rope_linear;   /* > 1: rope.scaling.type linear with this factor */
+    bool recall_vocab;   /* the recall language's tokenizer (recall_lang.h)
+                          * instead of the pieces vocabulary; n_vocab must
+                          * be jq_recall_n_vocab() */
 } jq_gen_model_params;
 
 /* Small defaults (a model that loads and runs in milliseconds). */

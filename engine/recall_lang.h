@@ -47,13 +47,38 @@ int jq_recall_write_tokenizer(jq_gguf_writer *w, char *err, size_t errlen);
 
 typedef struct {
     jq_recall_task task;
-    int32_t length;      /* target example tokens, BOS included (the
-                          * context grows to the longest that fits) */
+    int32_t length;      /* target example tokens, BOS, answer and EOS
+                          * included: n_tokens <= length, and the
+                          * context grows to the longest that fits
+                          * (within 4 tokens of it; cwe within one word
+                          * frequency step) */
     int32_t difficulty;  /* needles / pairs / hops / distinct words;
                           * 0: the task's default */
     bool question_first; /* the question before the context */
     uint64_t seed;
+    int32_t digits;      /* digits of every number value, 1-6; 0: 3 */
 } jq_recall_opts;
+
+/* Difficulty per task (0 in the options means the default):
+ *   niah      1 needle (only 1)
+ *   multikey  needles, 2-32, default 4 (one asked)
+ *   mqar      key-value pairs, 2-64, default 8 (min(4, ceil(pairs/2))
+ *             asked; the answer lists "key value" in the asked order)
+ *   vt        hops, 1-16, default 4: a chain of hops+1 variables holding
+ *             the asked value and a distractor chain as long holding
+ *             another; the answer is every variable of the asked chain,
+ *             in chain order
+ *   cwe       most common words asked, 1-10, default 3 (each 4x as frequent
+ *             as the others; answer in order of first occurrence) */
+int32_t jq_recall_default_difficulty(jq_recall_task t);
+int32_t jq_recall_max_difficulty(jq_recall_task t);
+
+/* The shortest length the options allow (the same for every index: the
+ * needles, question and answer with no filler; for cwe, a list of five
+ * words per common word). 0 < length; -1 with a message naming the bad
+ * option. */
+int32_t jq_recall_min_length(const jq_recall_opts *o, char *err,
+                             size_t errlen);
 
 typedef struct {
     int32_t *tokens;    /* BOS, prompt, then answer and EOS */

@@ -84,4 +84,11 @@ int jq_token_to_piece(const jq_vocab *v, int32_t id, char *buf,
  * SPM output keeps the leading space that add_space_prefix put there. */
 char *jq_detokenize(const jq_vocab *v, const int32_t *ids, size_t n);
 
+/* Sets the tokenizer.ggml.* metadata of a `llama` SentencePiece
+ * vocabulary of n tokens on w: the pieces, their scores and token types,
+ * <unk> 0, <s> 1 (added at the start), </s> 2. 0, or -1 with a message. */
+int jq_spm_vocab_write(jq_gguf_writer *w, const char *const *tokens,
+                       const float *scores, const int32_t *types, int32_t n,
+                       char *err, size_t errlen);
+
 #endif
