@@ -22,6 +22,8 @@ static const struct {
     {"gen-model", jq_cmd_gen_model, "write a random-weight llama GGUF model"},
     {"soft-init", jq_cmd_soft_init, "write initial Judge Q soft tokens for a model"},
     {"train", jq_cmd_train, "train Judge Q soft tokens for a model"},
+    {"pretrain", jq_cmd_pretrain,
+     "train judgeq's own recall model from scratch"},
     {"generate", jq_cmd_generate, "generate through a running judgeqd (online run)"},
     {"stats", jq_cmd_stats, "print a running judgeqd's statistics (JSON)"},
     {"ping", jq_cmd_ping, "measure the round trip to a running judgeqd"},
