@@ -6,7 +6,7 @@
  *
  * Options: --n-embd --n-layer --n-head --n-head-kv --n-ff --n-vocab
  * --batch --threads --steps --answer (scored tokens per sequence)
- * --group-tokens, then the sequence lengths (default 128 512 1024).
+ * --group-tokens --slots, then the sequence lengths (default 128 512 1024).
  * Prints per length: seconds per step, positions per second, and the
  * model's parameter count. */
 #include <stdio.h>
@@ -38,7 +38,7 @@ static double now(void)
 int main(int argc, char **argv)
 {
     jq_pt_hparams hp = {1024, 256, 4, 8, 4, 768, 1024, 10000.0f, 1e-5f};
-    int batch = 32, threads = 2, steps = 3, answer = 8, group = 2048;
+    int batch = 32, threads = 2, steps = 3, answer = 8, group = 4096, slots = 2;
     int lens[16], n_lens = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -54,6 +54,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--steps")) dst = &steps;
         else if (!strcmp(a, "--answer")) dst = &answer;
         else if (!strcmp(a, "--group-tokens")) dst = &group;
+        else if (!strcmp(a, "--slots")) dst = &slots;
         if (dst) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "%s needs a value\n", a);
@@ -85,6 +86,7 @@ int main(int argc, char **argv)
     jq_pool *pool = threads > 1 ? jq_thread_pool_new(threads) : NULL;
     jq_pt_opts o = jq_pt_opts_defaults();
     o.group_tokens = group;
+    o.slots = slots;
     jq_pt_trainer *t = jq_pt_trainer_new(m, &o, pool, err, sizeof err);
     if (!t) {
         fprintf(stderr, "%s\n", err);

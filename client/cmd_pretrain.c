@@ -60,6 +60,9 @@ static const jq_cmd_info pretrain_info = {
     "      --seed S            initialisation and data seed (default 1)\n"
     "      --group-tokens N    positions a thread computes at once (default\n"
     "                          4096; memory ~70 KB each)\n"
+    "      --slots N           gradient slots: the batch is cut into N parts,\n"
+    "                          one thread each (default 2; the result is the\n"
+    "                          same for any --threads, which N caps)\n"
     "data (curricula are FRACTION-OF-STEPS:VALUE lists):\n"
     "      --curriculum SPEC   example lengths, stepwise (default\n"
     "                          0:128,0.3:256,0.55:512,0.8:1024)\n"
@@ -80,8 +83,7 @@ static const jq_cmd_info pretrain_info = {
     "      --eval-every N      held-out evaluation interval (default 100)\n"
     "      --eval-batch N      held-out examples, tasks in turn (default 50)\n"
     "      --log-every N       progress line interval (default 10)\n"
-    "      --threads N         compute threads (default: all CPUs available;\n"
-    "                          results do not depend on it up to 4)\n"
+    "      --threads N         compute threads (default: all CPUs available)\n"
     "  -h, --help              this help\n",
 };
 
@@ -101,7 +103,7 @@ enum {
     OPT_STEPS, OPT_BATCH, OPT_LR, OPT_MIN_LR, OPT_WARMUP, OPT_WD, OPT_CLIP,
     OPT_SEED, OPT_GROUP, OPT_CURRICULUM, OPT_DIFFICULTY, OPT_TASKS,
     OPT_QFIRST, OPT_MINFRAC, OPT_OUT_TYPE, OPT_CKPT, OPT_RESUME, OPT_SAVE,
-    OPT_EVAL, OPT_EVAL_BATCH, OPT_LOG, OPT_THREADS
+    OPT_EVAL, OPT_EVAL_BATCH, OPT_LOG, OPT_THREADS, OPT_SLOTS
 };
 
 static void parse(int argc, char **argv, pretrain_args *a)
@@ -123,6 +125,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
         {"clip", required_argument, 0, OPT_CLIP},
         {"seed", required_argument, 0, OPT_SEED},
         {"group-tokens", required_argument, 0, OPT_GROUP},
+        {"slots", required_argument, 0, OPT_SLOTS},
         {"curriculum", required_argument, 0, OPT_CURRICULUM},
         {"difficulty", required_argument, 0, OPT_DIFFICULTY},
         {"tasks", required_argument, 0, OPT_TASKS},
@@ -147,7 +150,6 @@ static void parse(int argc, char **argv, pretrain_args *a)
                             .rms_eps = 1e-5f};
     a->o = jq_pt_opts_defaults();
     a->o.steps = 3000;
-    a->o.group_tokens = 4096;
     a->seed = 1;
     a->batch = 32;
     a->save_every = 100;
@@ -181,6 +183,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
         case OPT_CLIP: a->o.clip = (float)jq_cli_float(I, "--clip", optarg, 0, 1e6); break;
         case OPT_SEED: a->seed = jq_cli_u64(I, "--seed", optarg); break;
         case OPT_GROUP: a->o.group_tokens = (int32_t)jq_cli_int(I, "--group-tokens", optarg, 64, 1 << 20); break;
+        case OPT_SLOTS: a->o.slots = (int32_t)jq_cli_int(I, "--slots", optarg, 1, JQ_PT_MAX_SLOTS); break;
         case OPT_CURRICULUM: curriculum = optarg; break;
         case OPT_DIFFICULTY: difficulty = optarg; break;
         case OPT_TASKS: tasks = optarg; break;
@@ -247,11 +250,11 @@ static char *describe(const pretrain_args *a)
     if (asprintf(&s,
                  "n_vocab=%d\nn_embd=%d\nn_layer=%d\nn_head=%d\nn_head_kv=%d\n"
                  "n_ff=%d\nctx=%d\nbatch=%d\nlr=%.9g\nmin_lr=%.9g\nwarmup=%lld\n"
-                 "weight_decay=%.9g\nclip=%.9g\ngroup_tokens=%d\n%s",
+                 "weight_decay=%.9g\nclip=%.9g\ngroup_tokens=%d\nslots=%d\n%s",
                  h->n_vocab, h->n_embd, h->n_layer, h->n_head, h->n_head_kv,
                  h->n_ff, h->n_ctx, a->batch, (double)o->lr, (double)o->min_lr,
                  (long long)o->warmup, (double)o->weight_decay,
-                 (double)o->clip, o->group_tokens, data) < 0)
+                 (double)o->clip, o->group_tokens, o->slots, data) < 0)
         s = NULL;
     free(data);
     return s;

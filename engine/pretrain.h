@@ -119,6 +119,9 @@ typedef struct {
     float clip;           /* global gradient-norm clip (0: none) */
     int32_t group_tokens; /* tokens one thread processes at once (memory of
                            * the saved activations; at least n_ctx) */
+    int32_t slots;        /* gradient slots, 1..JQ_PT_MAX_SLOTS: the batch
+                           * is cut into this many parts, at most one
+                           * thread each (pretrain.c) */
 } jq_pt_opts;
 
 jq_pt_opts jq_pt_opts_defaults(void);
@@ -139,7 +142,7 @@ typedef struct {
 
 /* One optimizer step on a batch of sequences: loss = mean over all scored
  * tokens of the batch; gradients, clipping, AdamW. The result does not
- * depend on the pool's thread count (at most JQ_PT_SLOTS threads are used;
+ * depend on the pool's thread count (at most o->slots threads are used;
  * pretrain.c says how). 0, or -1 with a message (a sequence out of range:
  * token id, length, n_prompt). */
 int jq_pt_trainer_step(jq_pt_trainer *t, const jq_pt_seq *seqs, int n,
@@ -152,9 +155,8 @@ int64_t jq_pt_trainer_steps_done(const jq_pt_trainer *t);
 /* The learning rate of step `step` (0-based) under o. */
 float jq_pt_lr_at(const jq_pt_opts *o, int64_t step);
 
-/* Gradient slots: the batch is cut into this many contiguous parts whose
- * gradients are summed in a fixed order (pretrain.c). */
-#define JQ_PT_SLOTS 4
+/* The most gradient slots a trainer may have (pretrain.c). */
+#define JQ_PT_MAX_SLOTS 16
 
 /* The logits of every position of one sequence tokens[0, n) (n x n_vocab,
  * row i predicting token i + 1), single-threaded: what judgeq's own
