@@ -3,7 +3,8 @@
  * (seed, step, index), so a resumed run sees exactly the batches the
  * uninterrupted run would have.
  *
- * A step's sequence i is one example: its task drawn by the task weights,
+ * A step's sequence i is one example: its task drawn by the weights of the
+ * step's task stage,
  * its length uniform in [min_frac L, L] with L the length stage of the
  * step, its difficulty uniform between the task's easiest and the current
  * level's hardest (level 0: the easiest, level 1: the task's default), the
@@ -35,22 +36,30 @@ typedef struct {
     /* lengths: piecewise constant; levels: piecewise linear */
     jq_pt_point length[JQ_PT_MAX_POINTS], level[JQ_PT_MAX_POINTS];
     int n_length, n_level;
-    double task_weight[JQ_RECALL_COUNT_];
+    /* task mixes: piecewise constant, stage k from step fraction
+     * task_at[k] */
+    double task_weight[JQ_PT_MAX_POINTS][JQ_RECALL_COUNT_];
+    double task_at[JQ_PT_MAX_POINTS];
+    int n_task_stages;
     double question_first; /* share of examples with the question first */
     double min_frac;       /* shortest example as a share of the stage */
     int32_t digits;        /* digits of number values (0: the default) */
 } jq_pt_data_plan;
 
-/* Defaults: lengths 0:128,0.3:256,0.55:512,0.8:1024 (clipped to n_ctx),
- * levels 0:0,0.5:1, weights niah 1, multikey 2, mqar 2, vt 2, cwe 1,
- * question first 0.3, min_frac 0.5. */
+/* Defaults (tuned on small runs, see jq_pt_data_defaults): lengths
+ * 0:64,0.15:128,0.35:256,0.55:512,0.8:1024 (clipped to n_ctx), levels
+ * 0:0,0.5:1, tasks niah alone for the first 10% of the steps, then niah 1,
+ * multikey 2, mqar 2, vt 2, cwe 1; question first 0.3, min_frac 0.5. */
 void jq_pt_data_defaults(jq_pt_data_plan *p, uint64_t seed, int64_t steps,
                          int32_t n_ctx);
 
 /* Parsers of the command-line forms: "FRAC:LEN,..." (fractions ascending
  * from 0, lengths in [16, n_ctx]), "FRAC:LEVEL,..." (levels in [0, 1]),
- * "TASK:WEIGHT,..." (tasks not named get 0; one weight must be > 0).
- * 0, or -1 with a message naming the bad part. */
+ * "TASK:WEIGHT,..." (tasks not named get 0; one weight must be > 0; a
+ * task without ":WEIGHT" weighs 1), or stages of those separated by '/',
+ * each but the first prefixed by its starting fraction:
+ * "niah/0.05:niah,multikey:2". 0, or -1 with a message naming the bad
+ * part. */
 int jq_pt_parse_lengths(jq_pt_data_plan *p, const char *s, char *err,
                         size_t errlen);
 int jq_pt_parse_levels(jq_pt_data_plan *p, const char *s, char *err,

@@ -12,6 +12,8 @@
  *   refused with a message.
  * - The exported GGUF loads with jq_model_load, and judgeq's own forward
  *   pass reproduces the trainer's logits.
+ * - The data plan: curricula parsed and followed, batches a pure function
+ *   of (seed, step), loss only on each example's answer.
  */
 #include "testutil.h"
 
@@ -25,6 +27,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "pretrain.h"
+#include "pretrain_data.h"
 #include "pretrain_internal.h"
 #include "thread_pool.h"
 
@@ -602,6 +605,108 @@ static void test_bad_sequences_refused(void **state)
     jq_pt_model_free(m);
 }
 
+/* ------------------------------------------------------ data plan */
+
+static void test_data_plan(void **state)
+{
+    (void)state;
+    jq_pt_data_plan p;
+    jq_pt_data_defaults(&p, 7, 1000, 1024);
+    char err[256];
+    assert_int_equal(jq_pt_data_check(&p, err, sizeof err), 0);
+    assert_int_equal(jq_pt_data_length(&p, 0), 64);
+    assert_int_equal(jq_pt_data_length(&p, 149), 64);
+    assert_int_equal(jq_pt_data_length(&p, 150), 128);
+    assert_int_equal(jq_pt_data_length(&p, 999), 1024);
+    assert_float_equal(jq_pt_data_level(&p, 0), 0.0, 1e-12);
+    assert_float_equal(jq_pt_data_level(&p, 250), 0.5, 1e-12);
+    assert_float_equal(jq_pt_data_level(&p, 800), 1.0, 1e-12);
+    assert_int_equal(jq_pt_data_max_difficulty(JQ_RECALL_MQAR, 0), 2);
+    assert_int_equal(jq_pt_data_max_difficulty(JQ_RECALL_MQAR, 1),
+                     jq_recall_default_difficulty(JQ_RECALL_MQAR));
+
+    /* niah alone first, then every task; lengths within the stage; the
+     * scored part is exactly the answer and its EOS */
+    jq_pt_batch a, b, c;
+    assert_int_equal(jq_pt_data_batch(&p, 10, 32, false, &a, err, sizeof err), 0);
+    for (int i = 0; i < 32; i++) {
+        assert_int_equal(a.task[i], JQ_RECALL_NIAH);
+        assert_true(a.seqs[i].n_tokens <= 64);
+        assert_int_equal(a.seqs[i].tokens[0], 1);
+        assert_int_equal(a.seqs[i].tokens[a.seqs[i].n_tokens - 1], 2);
+    }
+    assert_int_equal(jq_pt_data_batch(&p, 700, 64, false, &b, err, sizeof err), 0);
+    int seen[JQ_RECALL_COUNT_] = {0};
+    for (int i = 0; i < 64; i++) {
+        seen[b.task[i]]++;
+        assert_true(b.seqs[i].n_tokens <= 512);
+        assert_true(b.seqs[i].n_tokens >= 200);
+    }
+    for (int t = 0; t < JQ_RECALL_COUNT_; t++)
+        assert_true(seen[t] > 0);
+    /* the same step again: the same tokens (what --resume relies on) */
+    assert_int_equal(jq_pt_data_batch(&p, 700, 64, false, &c, err, sizeof err), 0);
+    for (int i = 0; i < 64; i++) {
+        assert_int_equal(b.seqs[i].n_tokens, c.seqs[i].n_tokens);
+        assert_memory_equal(b.seqs[i].tokens, c.seqs[i].tokens,
+                            (size_t)b.seqs[i].n_tokens * sizeof(int32_t));
+    }
+    jq_pt_batch_free(&c);
+    /* another step: other examples */
+    assert_int_equal(jq_pt_data_batch(&p, 701, 64, false, &c, err, sizeof err), 0);
+    int same = 0;
+    for (int i = 0; i < 64; i++)
+        same += b.seqs[i].n_tokens == c.seqs[i].n_tokens &&
+                !memcmp(b.seqs[i].tokens, c.seqs[i].tokens,
+                        (size_t)b.seqs[i].n_tokens * sizeof(int32_t));
+    assert_int_equal(same, 0);
+    jq_pt_batch_free(&a);
+    jq_pt_batch_free(&b);
+    jq_pt_batch_free(&c);
+    /* the held-out batch: the stage's tasks in turn, the same at every
+     * step of a stage */
+    assert_int_equal(jq_pt_data_batch(&p, 700, 10, true, &a, err, sizeof err), 0);
+    assert_int_equal(jq_pt_data_batch(&p, 710, 10, true, &b, err, sizeof err), 0);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(a.task[i], i % JQ_RECALL_COUNT_);
+        assert_memory_equal(a.seqs[i].tokens, b.seqs[i].tokens,
+                            (size_t)a.seqs[i].n_tokens * sizeof(int32_t));
+    }
+    jq_pt_batch_free(&a);
+    jq_pt_batch_free(&b);
+
+    /* the command-line forms */
+    assert_int_equal(jq_pt_parse_tasks(&p, "vt:3,cwe", err, sizeof err), 0);
+    assert_int_equal(p.n_task_stages, 1);
+    assert_float_equal(p.task_weight[0][JQ_RECALL_VT], 3, 0);
+    assert_float_equal(p.task_weight[0][JQ_RECALL_CWE], 1, 0);
+    assert_float_equal(p.task_weight[0][JQ_RECALL_NIAH], 0, 0);
+    assert_int_equal(jq_pt_parse_tasks(&p, "niah/0.2:mqar:2/0.5:vt", err,
+                                       sizeof err),
+                     0);
+    assert_int_equal(p.n_task_stages, 3);
+    assert_float_equal(p.task_at[2], 0.5, 0);
+    const char *bad_tasks[] = {"", "niah/mqar", "niah/0.5:vt/0.4:cwe",
+                               "ruler", "niah:-1", "niah:0"};
+    for (size_t i = 0; i < sizeof bad_tasks / sizeof *bad_tasks; i++)
+        assert_int_equal(jq_pt_parse_tasks(&p, bad_tasks[i], err, sizeof err), -1);
+    assert_int_equal(p.n_task_stages, 3); /* unchanged by the failures */
+    assert_int_equal(jq_pt_parse_lengths(&p, "0:100,0.5:300", err, sizeof err), 0);
+    assert_int_equal(jq_pt_data_length(&p, 499), 100);
+    assert_int_equal(jq_pt_data_length(&p, 500), 300);
+    const char *bad_len[] = {"", "0:100,0.5", "0.1:100", "0:100,0.5:300,0.4:400",
+                             "0:8", "0:2000", "0:100.5", "0:100,1:200"};
+    for (size_t i = 0; i < sizeof bad_len / sizeof *bad_len; i++)
+        assert_int_equal(jq_pt_parse_lengths(&p, bad_len[i], err, sizeof err), -1);
+    assert_int_equal(jq_pt_parse_levels(&p, "0:0.2,0.5:0.8", err, sizeof err), 0);
+    assert_float_equal(jq_pt_data_level(&p, 250), 0.5, 1e-12);
+    assert_int_equal(jq_pt_parse_levels(&p, "0:1.5", err, sizeof err), -1);
+    char *d = jq_pt_data_describe(&p);
+    assert_non_null(strstr(d, "lengths=0:100,0.5:300"));
+    assert_non_null(strstr(d, "seed=7"));
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_resume_bit_exact),
         cmocka_unit_test(test_export_loads_and_matches),
         cmocka_unit_test(test_bad_sequences_refused),
+        cmocka_unit_test(test_data_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
