@@ -51,7 +51,7 @@ static const jq_cmd_info pretrain_info = {
     "optimisation:\n"
     "      --steps N           optimizer steps (default 3000)\n"
     "      --batch N           examples per step (default 32)\n"
-    "      --lr X              peak learning rate (default 1e-3)\n"
+    "      --lr X              peak learning rate (default 2e-3)\n"
     "      --min-lr X          final learning rate of the cosine (default\n"
     "                          lr / 10)\n"
     "      --warmup N          linear warm-up steps (default 100)\n"
@@ -64,14 +64,15 @@ static const jq_cmd_info pretrain_info = {
     "                          one thread each (default 2; the result is the\n"
     "                          same for any --threads, which N caps)\n"
     "data (curricula are FRACTION-OF-STEPS:VALUE lists):\n"
-    "      --curriculum SPEC   example lengths, stepwise (default\n"
-    "                          0:64,0.15:128,0.35:256,0.55:512,0.8:1024)\n"
+    "      --curriculum SPEC   example lengths, stepwise (default 0:48,\n"
+    "                          0.08:96,0.2:128,0.35:256,0.55:512,0.8:1024)\n"
     "      --difficulty SPEC   difficulty level 0 (easiest: 2 keys, 1 hop)\n"
     "                          to 1 (each task's default), linear between\n"
-    "                          points (default 0:0,0.5:1)\n"
+    "                          points (default 0:0,0.7:1)\n"
     "      --tasks MIX         task weights TASK:W,..., or stages MIX/FRAC:MIX\n"
-    "                          (default niah/0.1:niah:1,multikey:2,mqar:2,\n"
-    "                          vt:2,cwe:1: copying is learnt on niah first)\n"
+    "                          (default niah/0.08:niah,multikey/0.2:niah:1,\n"
+    "                          multikey:2,mqar:2,vt:2,cwe:1: copying is\n"
+    "                          learnt on niah first)\n"
     "      --question-first X  share of examples asking first (default 0.3)\n"
     "      --min-len-frac X    examples are [X L, L] tokens long, L the\n"
     "                          stage's length (default 0.5)\n"
@@ -151,6 +152,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
                             .rms_eps = 1e-5f};
     a->o = jq_pt_opts_defaults();
     a->o.steps = 3000;
+    a->o.lr = 2e-3f;
     a->seed = 1;
     a->batch = 32;
     a->save_every = 100;

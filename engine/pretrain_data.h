@@ -46,10 +46,11 @@ typedef struct {
     int32_t digits;        /* digits of number values (0: the default) */
 } jq_pt_data_plan;
 
-/* Defaults (tuned on small runs, see jq_pt_data_defaults): lengths
- * 0:64,0.15:128,0.35:256,0.55:512,0.8:1024 (clipped to n_ctx), levels
- * 0:0,0.5:1, tasks niah alone for the first 10% of the steps, then niah 1,
- * multikey 2, mqar 2, vt 2, cwe 1; question first 0.3, min_frac 0.5. */
+/* Defaults (measured, see jq_pt_data_defaults): lengths
+ * 0:48,0.08:96,0.2:128,0.35:256,0.55:512,0.8:1024 (clipped to n_ctx),
+ * levels 0:0,0.7:1, tasks niah alone for the first 8% of the steps, niah
+ * and multikey to 20%, then niah 1, multikey 2, mqar 2, vt 2, cwe 1;
+ * question first 0.3, min_frac 0.5. */
 void jq_pt_data_defaults(jq_pt_data_plan *p, uint64_t seed, int64_t steps,
                          int32_t n_ctx);
 

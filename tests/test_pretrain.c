@@ -614,12 +614,12 @@ static void test_data_plan(void **state)
     jq_pt_data_defaults(&p, 7, 1000, 1024);
     char err[256];
     assert_int_equal(jq_pt_data_check(&p, err, sizeof err), 0);
-    assert_int_equal(jq_pt_data_length(&p, 0), 64);
-    assert_int_equal(jq_pt_data_length(&p, 149), 64);
-    assert_int_equal(jq_pt_data_length(&p, 150), 128);
+    assert_int_equal(jq_pt_data_length(&p, 0), 48);
+    assert_int_equal(jq_pt_data_length(&p, 79), 48);
+    assert_int_equal(jq_pt_data_length(&p, 80), 96);
     assert_int_equal(jq_pt_data_length(&p, 999), 1024);
     assert_float_equal(jq_pt_data_level(&p, 0), 0.0, 1e-12);
-    assert_float_equal(jq_pt_data_level(&p, 250), 0.5, 1e-12);
+    assert_float_equal(jq_pt_data_level(&p, 350), 0.5, 1e-12);
     assert_float_equal(jq_pt_data_level(&p, 800), 1.0, 1e-12);
     assert_int_equal(jq_pt_data_max_difficulty(JQ_RECALL_MQAR, 0), 2);
     assert_int_equal(jq_pt_data_max_difficulty(JQ_RECALL_MQAR, 1),
@@ -631,7 +631,7 @@ static void test_data_plan(void **state)
     assert_int_equal(jq_pt_data_batch(&p, 10, 32, false, &a, err, sizeof err), 0);
     for (int i = 0; i < 32; i++) {
         assert_int_equal(a.task[i], JQ_RECALL_NIAH);
-        assert_true(a.seqs[i].n_tokens <= 64);
+        assert_true(a.seqs[i].n_tokens <= 48);
         assert_int_equal(a.seqs[i].tokens[0], 1);
         assert_int_equal(a.seqs[i].tokens[a.seqs[i].n_tokens - 1], 2);
     }
