@@ -176,7 +176,7 @@ static void test_interrupt_and_resume_bit_exact(void **state)
     char *bpath = jqt_fmt("%s/b.gguf", dir);
     assert_int_equal(access(bpath, F_OK), -1);
     /* resuming with other options is refused, naming the difference */
-    char *other = jqt_fmt("%s--out '%s/b.gguf' --lr 2e-3 --resume", common, dir);
+    char *other = jqt_fmt("%s--out '%s/b.gguf' --lr 3e-3 --resume", common, dir);
     out = judgeq(other, &rc, &err);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "lr="));
