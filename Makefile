@@ -307,6 +307,16 @@ $(B)/bench/stream_read $(B)/bench/insn_throughput: $(B)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX512FLAGS) -o $@ $< $(LDFLAGS)
 
+# Pretraining throughput (tokens/s per sequence length) of the default
+# `judgeq pretrain` model shape; PRETRAIN_BENCH_ARGS passes options.
+.PHONY: bench-pretrain
+bench-pretrain: $(B)/bench/pretrain_bench
+	$(B)/bench/pretrain_bench $(PRETRAIN_BENCH_ARGS)
+
+$(B)/bench/pretrain_bench: bench/pretrain_bench.c $(CLI_LIB) $(ENGINE_LIB) $(KERNEL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(CLI_LIB) $(ENGINE_LIB) $(KERNEL_LIB) $(LDFLAGS) $(LIBS)
+
 # ------------------------------------------------------------------ fuzzing
 #
 #   make fuzz [FUZZ_SECONDS=30]   build every libFuzzer target with clang

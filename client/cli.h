@@ -75,5 +75,6 @@ int jq_cmd_gen_model(int argc, char **argv);
 int jq_cmd_soft_init(int argc, char **argv);
 int jq_cmd_train(int argc, char **argv);
 int jq_cmd_recall_data(int argc, char **argv);
+int jq_cmd_pretrain(int argc, char **argv);
 
 #endif

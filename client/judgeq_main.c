@@ -25,6 +25,8 @@ static const struct {
     {"train", jq_cmd_train, "train Judge Q soft tokens for a model"},
     {"recall-data", jq_cmd_recall_data,
      "write recall-language examples (JSONL) for train --data"},
+    {"pretrain", jq_cmd_pretrain,
+     "train judgeq's own recall model from scratch"},
     {"generate", jq_cmd_generate, "generate through a running judgeqd (online run)"},
     {"stats", jq_cmd_stats, "print a running judgeqd's statistics (JSON)"},
     {"ping", jq_cmd_ping, "measure the round trip to a running judgeqd"},

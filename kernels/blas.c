@@ -103,6 +103,16 @@ void jq_blas_sgemm_nt(int m, int n, int k, const float *a, int lda,
           b, ldb, 0.0f, c, ldc);
 }
 
+void jq_blas_sgemm(bool trans_a, bool trans_b, int m, int n, int k,
+                   float alpha, const float *a, int lda, const float *b,
+                   int ldb, float beta, float *c, int ldc)
+{
+    pthread_once(&blas_once, load_blas);
+    sgemm(CBLAS_ROW_MAJOR, trans_a ? CBLAS_TRANS : CBLAS_NO_TRANS,
+          trans_b ? CBLAS_TRANS : CBLAS_NO_TRANS, m, n, k, alpha, a, lda, b,
+          ldb, beta, c, ldc);
+}
+
 const char *jq_blas_core(void)
 {
     return core_name;

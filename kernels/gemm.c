@@ -43,3 +43,20 @@ void jq_gemm(uint32_t type, const void *W, int64_t K, const float *X,
                          (int)K, Y + p, (int)ldy);
     }
 }
+
+void jq_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+              float alpha, const float *A, int64_t lda, const float *B,
+              int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    if (k <= 0) {
+        /* an empty sum: C = beta C (BLAS may reject the zero strides) */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    jq_blas_sgemm(trans_a, trans_b, (int)m, (int)n, (int)k, alpha, A,
+                  (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}

@@ -428,6 +428,35 @@ typedef struct {
 } jq_attn_bwd_args;
 void jq_attention_backward(const jq_attn_bwd_args *a);
 
+/* Rows of blockwise causal attention for training (kernels/
+ * attention_train.c): the pretrainer's attention is GEMMs over blocks of
+ * query rows, with these in between, so no L x L matrix exists at once.
+ * jq_softmax_lse: s[0..n) <- softmax(scale * s) in place; returns the
+ * row's log-sum-exp log(sum_j exp(scale * s_j)) (-inf for n == 0), which
+ * is all backward needs to recompute the probabilities.
+ * jq_softmax_lse_backward: from the raw scores s, that lse, dp_j = dout .
+ * v_j and d = dout . out of the row: s <- p = exp(scale * s - lse) and
+ * dp <- ds = p * (dp - d) (the softmax backward; scale is left to the
+ * caller's GEMMs). */
+float jq_softmax_lse(float *s, int64_t n, float scale);
+void jq_softmax_lse_backward(float *s, float *dp, int64_t n, float scale,
+                             float lse, float d);
+float jq_ref_softmax_lse(float *s, int64_t n, float scale);
+float jq_avx512_softmax_lse(float *s, int64_t n, float scale);
+void jq_ref_softmax_lse_backward(float *s, float *dp, int64_t n, float scale,
+                                 float lse, float d);
+void jq_avx512_softmax_lse_backward(float *s, float *dp, int64_t n,
+                                    float scale, float lse, float d);
+
+/* C = alpha op(A) op(B) + beta C for row-major F32 matrices (op = the
+ * transpose when trans_a / trans_b; op(A) is m x k, op(B) k x n), through
+ * OpenBLAS on the calling thread (several threads may call at once). The
+ * pretrainer's weight gradients (dW += dY^T X) and its attention blocks
+ * need the transposed forms jq_gemm does not offer. */
+void jq_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+              float alpha, const float *A, int64_t lda, const float *B,
+              int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* The two implementations of each backward kernel (for tests; jq_avx512_*
  * only when jq_cpu_has_avx512()). */
 void jq_ref_rmsnorm_backward(float *dx, const float *x, const float *w,
