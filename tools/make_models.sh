@@ -26,13 +26,14 @@ export LC_ALL=C
 # on --threads (the gradient slots fix the summation order), so it is not
 # part of the recipe.
 PRETRAIN_FLAGS="--n-embd 256 --n-layer 4 --n-head 8 --n-head-kv 4 --n-ff 768
-  --ctx 1024 --steps 3000 --batch 32 --lr 1e-3 --warmup 100 --seed 1
+  --ctx 1088 --steps 3000 --batch 32 --lr 2e-3 --warmup 100 --seed 1
+  --curriculum 0:48,0.08:96,0.2:128,0.35:256,0.55:512,0.8:1088
   --save-every 50 --eval-every 100"
 
 # The soft tokens' training split: LENGTH:COUNT:SEED per recall-data run,
-# every task in turn, half of them asking first. The longest leaves room
-# for the 32 soft tokens after the prompt in the 1024-token context.
-SOFT_DATA="256:300:1 512:300:2 960:300:3"
+# every task in turn, half of them asking first. The model's context
+# (1088) leaves room for the 32 soft tokens after a 1024-token prompt.
+SOFT_DATA="256:300:1 512:300:2 1024:300:3"
 
 # `judgeq train --help`. The targets are the attention of the data's
 # correct answers (--use-dataset-responses): where the model looks when it
