@@ -1,17 +1,15 @@
-/* daemon_harness.c — see daemon_harness.h. */
+/* daemon_harness.c — judgeqd as a child process of the test, and /proc;
+ * see daemon_harness.h. */
 #include "daemon_harness.h"
 
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,59 +49,86 @@ int jqt_io_timeout_ms(void)
 
 /* ------------------------------------------------------------ process */
 
-static char notify_socket[128];
-
-void jqt_daemon_set_notify_socket(const char *path)
+const char *jqt_judgeqd_bin(void)
 {
-    snprintf(notify_socket, sizeof notify_socket, "%s", path ? path : "");
+    static char path[4096];
+    const char *b = getenv("JUDGEQ_BUILD");
+    snprintf(path, sizeof path, "%s/bin/judgeqd", b && *b ? b : "build");
+    return path;
+}
+
+/* The child's side of the spawn: never returns. */
+static void exec_daemon(const jqt_daemon *d, const jqt_daemon_opts *o,
+                        int listen_fd, pid_t parent, char *const *argv)
+{
+    int lf = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (lf >= 0) {
+        dup2(lf, 1);
+        dup2(lf, 2);
+        close(lf);
+    }
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("NOTIFY_SOCKET");
+    if (listen_fd >= 0) {
+        if (listen_fd != 3) {
+            dup2(listen_fd, 3); /* the copy is not close-on-exec */
+            close(listen_fd);
+        } else {
+            fcntl(3, F_SETFD, 0);
+        }
+        char pid[32];
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        setenv("LISTEN_PID", pid, 1);
+        setenv("LISTEN_FDS", "1", 1);
+    }
+    for (int i = 0; o->env && o->env[i]; i++)
+        putenv((char *)o->env[i]);
+    if (o->before_exec && o->before_exec(o->arg) != 0)
+        _exit(120);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) /* the test died before the line above */
+        _exit(127);
+    execv(argv[0], argv);
+    _exit(127);
 }
 
 void jqt_daemon_spawn(jqt_daemon *d, const char *name, const char *model,
-                      const char *const *extra)
+                      const char *const *extra, const jqt_daemon_opts *opts)
 {
+    static const jqt_daemon_opts defaults = {0};
+    const jqt_daemon_opts *o = opts ? opts : &defaults;
+    const char *dir = o->dir ? o->dir : jqt_tmpdir();
     memset(d, 0, sizeof *d);
-    snprintf(d->sock, sizeof d->sock, "%.90s/%.8s.sock", jqt_tmpdir(), name);
-    snprintf(d->log, sizeof d->log, "%s/%s.log", jqt_tmpdir(), name);
-    const char *b = getenv("JUDGEQ_BUILD");
-    char *bin = jqt_fmt("%s/bin/judgeqd", b && *b ? b : "build");
+    int n = snprintf(d->sock, sizeof d->sock, "%s/%s.sock", dir, name);
+    if (n < 0 || (size_t)n >= sizeof d->sock)
+        fail_msg("socket path %s/%s.sock is longer than a sockaddr_un holds",
+                 dir, name);
+    snprintf(d->log, sizeof d->log, "%s/%s.log", dir, name);
     const char *argv[48];
-    int n = 0;
-    argv[n++] = bin;
+    n = 0;
+    argv[n++] = jqt_judgeqd_bin();
     argv[n++] = "--model";
     argv[n++] = model;
-    argv[n++] = "--socket";
-    argv[n++] = d->sock;
+    if (!o->activate) {
+        argv[n++] = "--socket";
+        argv[n++] = d->sock;
+    }
     argv[n++] = "--log-level";
-    argv[n++] = "debug";
+    argv[n++] = o->log_level ? o->log_level : "debug";
     for (int i = 0; extra && extra[i]; i++) {
         assert_true(n < 47);
         argv[n++] = extra[i];
     }
     argv[n] = NULL;
+    int listen_fd = o->activate ? jqt_unix_listen(d->sock, SOCK_STREAM) : -1;
     pid_t parent = getpid();
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int lf = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (lf >= 0) {
-            dup2(lf, 1);
-            dup2(lf, 2);
-            close(lf);
-        }
-        unsetenv("LISTEN_PID");
-        unsetenv("LISTEN_FDS");
-        if (notify_socket[0])
-            setenv("NOTIFY_SOCKET", notify_socket, 1);
-        else
-            unsetenv("NOTIFY_SOCKET");
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    free(bin);
-    notify_socket[0] = 0;
+    if (pid == 0)
+        exec_daemon(d, o, listen_fd, parent, (char *const *)argv);
+    if (listen_fd >= 0)
+        close(listen_fd); /* the daemon's now */
     d->pid = pid;
 }
 
@@ -125,19 +150,16 @@ bool jqt_daemon_wait(jqt_daemon *d, double timeout_s)
 }
 
 void jqt_daemon_start(jqt_daemon *d, const char *name, const char *model,
-                      const char *const *extra)
+                      const char *const *extra, const jqt_daemon_opts *opts)
 {
-    jqt_daemon_spawn(d, name, model, extra);
+    jqt_daemon_spawn(d, name, model, extra, opts);
     double t0 = jqt_now();
     while (jqt_now() - t0 < 120) {
         int fd = jqt_wire_connect_try(d->sock);
         if (fd >= 0) {
-            Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-            Judgeq__Ping p = JUDGEQ__PING__INIT;
-            q.has_id = 1;
-            q.id = 1;
-            q.body_case = JUDGEQ__REQUEST__BODY_PING;
-            q.ping = &p;
+            Judgeq__Request q;
+            Judgeq__Ping p;
+            jqt_req_ping(&q, &p, 1, 0);
             Judgeq__Response *r = NULL;
             bool ok = jqt_wire_send_try(fd, &q) == 0 &&
                       jqt_wire_recv_try(fd, jqt_io_timeout_ms(), &r, NULL) ==
@@ -149,13 +171,13 @@ void jqt_daemon_start(jqt_daemon *d, const char *name, const char *model,
         }
         if (jqt_daemon_wait(d, 0)) {
             jqt_daemon_print_log(d);
-            fail_msg("judgeqd exited before serving (status 0x%x)",
-                     d->status);
+            fail_msg("judgeqd exited before serving on %s (status 0x%x)",
+                     d->sock, d->status);
         }
         usleep(10000);
     }
     jqt_daemon_print_log(d);
-    fail_msg("judgeqd did not answer a Ping within 120 s");
+    fail_msg("judgeqd did not answer a Ping on %s within 120 s", d->sock);
 }
 
 int jqt_daemon_stop(jqt_daemon *d)
@@ -175,6 +197,20 @@ int jqt_daemon_stop(jqt_daemon *d)
     if (WEXITSTATUS(d->status) != 0)
         jqt_daemon_print_log(d);
     return WEXITSTATUS(d->status);
+}
+
+int jqt_daemon_stop_teardown(jqt_daemon *d)
+{
+    if (d->pid <= 0) {
+        fprintf(stderr, "judgeqd %s is not running at teardown\n", d->sock);
+        return -1;
+    }
+    int code = jqt_daemon_stop(d);
+    if (code != 0) {
+        fprintf(stderr, "judgeqd exit status %d after SIGTERM\n", code);
+        return -1;
+    }
+    return 0;
 }
 
 void jqt_daemon_kill(jqt_daemon *d)
@@ -217,16 +253,50 @@ bool jqt_daemon_log_wait(const jqt_daemon *d, const char *needle,
     }
 }
 
-long jqt_proc_rss_kib(pid_t pid)
+int jqt_foreign_session_try(judgeq_conn *c, uint64_t sid,
+                            const judgeq_prefill_input *in)
+{
+    judgeq_generate_opts go;
+    judgeq_generate_opts_init(&go);
+    go.max_tokens = 2;
+    uint64_t f;
+    int fd = -1;
+    int rcs[5];
+    rcs[0] = judgeq_prefill(c, sid, in, NULL);
+    rcs[1] = judgeq_generate(c, sid, &go, NULL, NULL, NULL);
+    rcs[2] = judgeq_fork(c, sid, &f);
+    rcs[3] = judgeq_export_kv(c, sid, &fd, NULL);
+    rcs[4] = judgeq_session_close(c, sid);
+    for (int i = 0; i < 5; i++)
+        if (rcs[i] != JUDGEQ_ERR_PERMISSION_DENIED) {
+            fprintf(stderr, "uid %d, call %d on session %llu: %s %s\n",
+                    (int)getuid(), i, (unsigned long long)sid,
+                    judgeq_status_name(rcs[i]), judgeq_errmsg(c));
+            return i;
+        }
+    if (fd != -1) {
+        fprintf(stderr, "uid %d: an export refused, yet an fd came\n",
+                (int)getuid());
+        close(fd);
+        return 5;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------ /proc */
+
+long jqt_proc_status(pid_t pid, const char *key)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
     char *st = jqt_read_file(path, NULL);
-    const char *p = st ? strstr(st, "VmRSS:") : NULL;
-    long kib = p ? strtol(p + 6, NULL, 10) : -1;
+    const char *p = st ? strstr(st, key) : NULL;
+    long v = p ? strtol(p + strlen(key), NULL, 10) : -1;
     free(st);
-    return kib;
+    return v;
 }
+
+long jqt_proc_rss_kib(pid_t pid) { return jqt_proc_status(pid, "VmRSS:"); }
 
 int jqt_proc_fd_count(pid_t pid)
 {
@@ -235,9 +305,11 @@ int jqt_proc_fd_count(pid_t pid)
     DIR *dir = opendir(path);
     if (!dir)
         return -1;
+    /* reading our own list opens one more */
+    int own = pid == getpid() ? dirfd(dir) : -1;
     int n = 0;
     for (struct dirent *e; (e = readdir(dir));)
-        if (e->d_name[0] != '.')
+        if (e->d_name[0] != '.' && atoi(e->d_name) != own)
             n++;
     closedir(dir);
     return n;
@@ -254,15 +326,9 @@ const char *jqt_gen_model(const char *name, const char *args)
     assert_true(slot < 4);
     snprintf(paths[slot], sizeof paths[slot], "%s/%s.gguf", jqt_tmpdir(),
              name);
-    char *cmd = jqt_fmt("'%s' gen-model -o '%s' %s", jqt_judgeq_bin(),
-                        paths[slot], args);
-    int st;
-    char *err = NULL;
-    free(jqt_run(cmd, &st, &err));
-    if (st != 0)
-        fail_msg("%s: exit %d: %s", cmd, st, err ? err : "");
-    free(err);
-    free(cmd);
+    char *args_o = jqt_fmt("gen-model -o '%s' %s", paths[slot], args);
+    free(jqt_judgeq_ok(args_o));
+    free(args_o);
     snprintf(names[slot], sizeof names[slot], "%s", name);
     return paths[slot];
 }
@@ -294,207 +360,3 @@ jqt_stats jqt_stats_get(judgeq_conn *c)
     return s;
 }
 
-/* ------------------------------------------------------------ frames */
-
-int jqt_wire_connect_try(const char *path)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-int jqt_wire_send_try(int fd, const Judgeq__Request *q)
-{
-    size_t n = judgeq__request__get_packed_size(q);
-    uint8_t *buf = malloc(n + 4);
-    if (!buf)
-        return -1;
-    judgeq__request__pack(q, buf + 4);
-    for (int i = 0; i < 4; i++)
-        buf[i] = (uint8_t)(n >> (8 * i));
-    size_t off = 0;
-    while (off < n + 4) {
-        ssize_t w = send(fd, buf + off, n + 4 - off, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    free(buf);
-    return off == n + 4 ? 0 : -1;
-}
-
-/* Reads n bytes. 1: all of them; 0: EOF before the first; -1: EOF inside;
- * -2: timeout. */
-static int read_n(int fd, uint8_t *buf, size_t n, int timeout_ms, int *rfd)
-{
-    size_t got = 0;
-    while (got < n) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, timeout_ms);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr == 0)
-            return -2;
-        struct iovec iov = {buf + got, n - got};
-        union {
-            char b[CMSG_SPACE(sizeof(int) * 4)];
-            struct cmsghdr align;
-        } ctl;
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
-                             .msg_control = ctl.b,
-                             .msg_controllen = sizeof ctl.b};
-        ssize_t r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) /* ECONNRESET counts as a close */
-            return got == 0 ? 0 : -1;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm;
-             cm = CMSG_NXTHDR(&msg, cm)) {
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-                continue;
-            int f;
-            memcpy(&f, CMSG_DATA(cm), sizeof f);
-            if (rfd)
-                *rfd = f;
-            else
-                close(f);
-        }
-        got += (size_t)r;
-    }
-    return 1;
-}
-
-jqt_frame_status jqt_wire_recv_try(int fd, int timeout_ms,
-                                   Judgeq__Response **out, int *rfd)
-{
-    *out = NULL;
-    uint8_t hdr[4];
-    int r = read_n(fd, hdr, 4, timeout_ms, rfd);
-    if (r == 0)
-        return JQT_FRAME_EOF;
-    if (r == -2)
-        return JQT_FRAME_TIMEOUT;
-    if (r < 0)
-        return JQT_FRAME_TORN;
-    uint32_t n = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 |
-                 (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
-    if (n > (64u << 20))
-        return JQT_FRAME_BAD;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf)
-        return JQT_FRAME_BAD;
-    r = n ? read_n(fd, buf, n, timeout_ms, rfd) : 1;
-    if (r != 1) {
-        free(buf);
-        return r == -2 ? JQT_FRAME_TIMEOUT : JQT_FRAME_TORN;
-    }
-    *out = judgeq__response__unpack(NULL, n, buf);
-    free(buf);
-    return *out ? JQT_FRAME_OK : JQT_FRAME_BAD;
-}
-
-int jqt_wire_tokenize_flood(int fd, int n, uint64_t first_id)
-{
-    enum { TEXT = 9000 };
-    char *text = malloc(TEXT);
-    if (!text)
-        return 0;
-    size_t len = 0;
-    while (len + 20 < TEXT)
-        len += (size_t)sprintf(text + len, "Once upon a time, ");
-    int sent = 0;
-    for (; sent < n; sent++) {
-        Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-        Judgeq__Tokenize t = JUDGEQ__TOKENIZE__INIT;
-        t.text = text;
-        q.has_id = 1;
-        q.id = first_id + (uint64_t)sent;
-        q.body_case = JUDGEQ__REQUEST__BODY_TOKENIZE;
-        q.tokenize = &t;
-        if (jqt_wire_send_try(fd, &q) != 0)
-            break;
-    }
-    free(text);
-    return sent;
-}
-
-/* ------------------------------------------------------------ requests */
-
-void jqt_req_create(Judgeq__Request *q, Judgeq__CreateSession *cs,
-                    uint64_t id, bool keep_on_disconnect)
-{
-    judgeq__request__init(q);
-    judgeq__create_session__init(cs);
-    cs->has_keep_on_disconnect = keep_on_disconnect;
-    cs->keep_on_disconnect = keep_on_disconnect;
-    q->has_id = 1;
-    q->id = id;
-    q->body_case = JUDGEQ__REQUEST__BODY_CREATE_SESSION;
-    q->create_session = cs;
-}
-
-void jqt_req_prefill_tokens(Judgeq__Request *q, Judgeq__Prefill *p,
-                            uint64_t id, uint64_t sid, int32_t *tokens,
-                            size_t n)
-{
-    judgeq__request__init(q);
-    judgeq__prefill__init(p);
-    p->has_session_id = 1;
-    p->session_id = sid;
-    p->tokens = tokens;
-    p->n_tokens = n;
-    q->has_id = 1;
-    q->id = id;
-    q->body_case = JUDGEQ__REQUEST__BODY_PREFILL;
-    q->prefill = p;
-}
-
-void jqt_req_generate(Judgeq__Request *q, Judgeq__Generate *g, uint64_t id,
-                      uint64_t sid, uint32_t max_tokens)
-{
-    judgeq__request__init(q);
-    judgeq__generate__init(g);
-    g->has_session_id = g->has_max_tokens = g->has_ignore_eos = 1;
-    g->session_id = sid;
-    g->max_tokens = max_tokens;
-    g->ignore_eos = 1;
-    q->has_id = 1;
-    q->id = id;
-    q->body_case = JUDGEQ__REQUEST__BODY_GENERATE;
-    q->generate = g;
-}
-
-void jqt_req_fork(Judgeq__Request *q, Judgeq__Fork *f, uint64_t id,
-                  uint64_t sid)
-{
-    judgeq__request__init(q);
-    judgeq__fork__init(f);
-    f->has_session_id = 1;
-    f->session_id = sid;
-    q->has_id = 1;
-    q->id = id;
-    q->body_case = JUDGEQ__REQUEST__BODY_FORK;
-    q->fork = f;
-}
-
-void jqt_req_export(Judgeq__Request *q, Judgeq__ExportKV *x, uint64_t id,
-                    uint64_t sid)
-{
-    judgeq__request__init(q);
-    judgeq__export_kv__init(x);
-    x->has_session_id = 1;
-    x->session_id = sid;
-    q->has_id = 1;
-    q->id = id;
-    q->body_case = JUDGEQ__REQUEST__BODY_EXPORT_KV;
-    q->export_kv = x;
-}

@@ -15,9 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
-#include "daemon_proc.h"
+#include "daemon_harness.h"
 #include "testutil.h"
 
 static jqt_daemon daemon_;
@@ -25,21 +24,17 @@ static jqt_daemon daemon_;
 static int start(void **state)
 {
     (void)state;
-    static const char *const extra[] = {"--threads", "2", "--log-level",
-                                        "warning", NULL};
-    jqt_daemon_start(&daemon_, "load", jqt_model_path("stories260K.gguf"), extra);
+    static const char *const extra[] = {"--threads", "2", NULL};
+    const jqt_daemon_opts opts = {.log_level = "warning"};
+    jqt_daemon_start(&daemon_, "load", jqt_model_path("stories260K.gguf"),
+                     extra, &opts);
     return 0;
 }
 
 static int stop(void **state)
 {
     (void)state;
-    int status = jqt_daemon_stop(&daemon_);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "judgeqd did not exit 0 after SIGTERM (0x%x)\n", status);
-        return -1;
-    }
-    return 0;
+    return jqt_daemon_stop_teardown(&daemon_);
 }
 
 /* Runs `judgeq ARGS`; the exit status in *rc, stderr in *err (may be

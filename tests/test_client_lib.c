@@ -10,7 +10,6 @@
  * /proc/self/fd before and after (client and fake server share the
  * process, so a leak on either side shows).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -21,12 +20,12 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
 
+#include "daemon_harness.h"
 #include "judgeq.h"
 #include "judgeq.pb-c.h"
 
@@ -34,15 +33,9 @@
 
 static int count_fds(void)
 {
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the DIR's own fd */
+    int n = jqt_proc_fd_count(getpid());
+    assert_true(n >= 0);
+    return n;
 }
 
 typedef enum {
@@ -975,12 +968,7 @@ static void test_connect_errors(void **state)
 
     /* a real listening socket in the file system */
     char *sp = jqt_fmt("%s/ok.sock", jqt_tmpdir());
-    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sp);
-    unlink(sp);
-    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(ls, 4), 0);
+    int ls = jqt_unix_listen(sp, SOCK_STREAM);
     assert_int_equal(judgeq_connect(sp, 100, &c), JUDGEQ_OK);
     assert_true(judgeq_fd(c) >= 0);
     assert_true(fcntl(judgeq_fd(c), F_GETFD) & FD_CLOEXEC);
@@ -1088,22 +1076,6 @@ static void *listener_main(void *arg)
     return NULL;
 }
 
-static json_t *run_json(const char *cmd)
-{
-    int rc;
-    char *err;
-    char *out = jqt_run(cmd, &rc, &err);
-    if (rc != 0)
-        fail_msg("%s: exit %d: %s", cmd, rc, err);
-    json_error_t je;
-    json_t *j = json_loads(out, 0, &je);
-    if (!j)
-        fail_msg("%s: not JSON: %s", cmd, out);
-    free(out);
-    free(err);
-    return j;
-}
-
 /* `judgeq --socket P generate --json` prints the fields of `run --json`
  * (the contract), filled from the daemon's replies; stats and ping talk
  * the protocol too. */
@@ -1111,12 +1083,7 @@ static void test_cli_against_fake(void **state)
 {
     (void)state;
     char *sock = jqt_fmt("%s/fake-%d.sock", jqt_tmpdir(), (int)getpid());
-    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
-    unlink(sock);
-    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(ls, 8), 0);
+    int ls = jqt_unix_listen(sock, SOCK_STREAM);
     fake_listener l = {.listen_fd = ls, .n_conns = 4};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, listener_main, &l), 0);
@@ -1124,12 +1091,12 @@ static void test_cli_against_fake(void **state)
     char *cmd = jqt_fmt("'%s' --socket '%s' generate -p hello -n 3 --seed 5 "
                         "--evict snapkv --budget 64 --json",
                         jqt_judgeq_bin(), sock);
-    json_t *online = run_json(cmd);
+    json_t *online = jqt_run_json(cmd);
     free(cmd);
     cmd = jqt_fmt("'%s' run -m '%s' -p hello -n 3 --seed 5 --evict snapkv "
                   "--budget 64 --json",
                   jqt_judgeq_bin(), jqt_model_path("stories260K.gguf"));
-    json_t *offline = run_json(cmd);
+    json_t *offline = jqt_run_json(cmd);
     free(cmd);
     const char *key;
     json_t *v;
@@ -1163,7 +1130,7 @@ static void test_cli_against_fake(void **state)
     free(cmd);
 
     cmd = jqt_fmt("'%s' stats --socket '%s'", jqt_judgeq_bin(), sock);
-    json_t *st = run_json(cmd);
+    json_t *st = jqt_run_json(cmd);
     assert_int_equal(json_integer_value(json_object_get(st, "sessions")), 3);
     assert_string_equal(json_string_value(json_object_get(
                             json_array_get(json_object_get(st, "pools"), 0), "cpuset")),

@@ -19,7 +19,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,19 +71,24 @@ static const char *soft_tokens(const char *name, const char *model)
     return dst;
 }
 
-/* Starts judgeqd with --model model (and --soft soft when non-NULL) and
- * checks its failure: exit 1 (not a signal) within a liveness bound, one
- * error line "<3>cannot load --OPTION FILE: ..." containing `problem`. */
-static void expect_refused(const char *model, const char *soft,
-                           const char *problem)
+/* Starts judgeqd with --model model (and --soft soft when non-NULL; with
+ * NOTIFY_SOCKET=notify when that is non-NULL) and checks its failure: exit
+ * 1 (not a signal) within a liveness bound, one error line "<3>cannot load
+ * --OPTION FILE: ..." containing `problem`. */
+static void expect_refused_notify(const char *model, const char *soft,
+                                  const char *problem, const char *notify)
 {
     const char *extra[3] = {NULL};
     if (soft) {
         extra[0] = "--soft";
         extra[1] = soft;
     }
+    char *notify_env = notify ? jqt_fmt("NOTIFY_SOCKET=%s", notify) : NULL;
+    const char *const env[] = {notify_env, NULL};
+    jqt_daemon_opts opts = {.env = env};
     jqt_daemon d;
-    jqt_daemon_spawn(&d, "bad", model, extra);
+    jqt_daemon_spawn(&d, "bad", model, extra, &opts);
+    free(notify_env); /* the child has its copy */
     if (!jqt_daemon_wait(&d, 120)) {
         jqt_daemon_kill(&d);
         fail_msg("judgeqd still running 120 s after a bad %s",
@@ -112,6 +116,12 @@ static void expect_refused(const char *model, const char *soft,
     free(msg);
     free(want);
     free(log);
+}
+
+static void expect_refused(const char *model, const char *soft,
+                           const char *problem)
+{
+    expect_refused_notify(model, soft, problem, NULL);
 }
 
 static void test_damaged_model(void **state)
@@ -172,19 +182,12 @@ static void test_damaged_soft_tokens(void **state)
 static void test_status_for_systemd(void **state)
 {
     (void)state;
-    char path[108];
-    snprintf(path, sizeof path, "%.90s/notify.dgram", jqt_tmpdir());
-    unlink(path);
-    int ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    assert_true(ns >= 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    assert_int_equal(bind(ns, (struct sockaddr *)&sa, sizeof sa), 0);
+    char *path = jqt_fmt("%s/notify.dgram", jqt_tmpdir());
+    int ns = jqt_unix_listen(path, SOCK_DGRAM);
     char good[512];
     snprintf(good, sizeof good, "%s", jqt_model_path(MODEL));
     const char *bad = damaged("status.gguf", good, 20, 0, NULL, 0);
-    jqt_daemon_set_notify_socket(path);
-    expect_refused(bad, NULL, "header");
+    expect_refused_notify(bad, NULL, "header", path);
     char msg[1024];
     ssize_t n = recv(ns, msg, sizeof msg - 1, MSG_DONTWAIT);
     assert_true(n > 0);
@@ -196,6 +199,7 @@ static void test_status_for_systemd(void **state)
         fail_msg("sd_notify got \"%s\"", msg);
     free(want);
     close(ns);
+    free(path);
 }
 
 static void test_load_error_line(void **state)

@@ -87,7 +87,7 @@ static void test_prefill_flood(void **state)
                                  "2048",            "--memory-budget",
                                  budget,            NULL};
     jqt_daemon d;
-    jqt_daemon_start(&d, "budget", model, extra);
+    jqt_daemon_start(&d, "budget", model, extra, NULL);
     judgeq_conn *obs = jqt_connect(&d);
 
     /* warm-up: one admitted prefill sizes the pool's scratch */

@@ -27,6 +27,7 @@
 
 #include "testutil.h"
 
+#include "daemon_harness.h"
 #include "judgeq.h"
 #include "model.h"
 #include "prefill.h"
@@ -37,109 +38,33 @@
     "play outside in the park with her friends. One day, she saw a big red "  \
     "ball"
 
-static struct {
-    pid_t pid;
-    char dir[64];
-    char sock[128];
-} daemon_;
-
-static const char *judgeqd_bin(void)
-{
-    static char path[4096];
-    snprintf(path, sizeof path, "%s/bin/judgeqd", getenv("JUDGEQ_BUILD"));
-    return path;
-}
+static char dir[64]; /* /tmp/judgeq-e2e-XXXXXX, world-traversable */
+static jqt_daemon daemon_;
 
 static int start_daemon(void **state)
 {
     (void)state;
-    if (access(judgeqd_bin(), X_OK) != 0) {
-        fprintf(stderr, "judgeqd is not built at %s\n", judgeqd_bin());
+    snprintf(dir, sizeof dir, "/tmp/judgeq-e2e-XXXXXX");
+    if (!mkdtemp(dir))
         return -1;
-    }
-    snprintf(daemon_.dir, sizeof daemon_.dir, "/tmp/judgeq-e2e-XXXXXX");
-    if (!mkdtemp(daemon_.dir))
-        return -1;
-    chmod(daemon_.dir, 0755); /* nobody must reach the socket */
-    snprintf(daemon_.sock, sizeof daemon_.sock, "%s/judgeqd.sock", daemon_.dir);
-    const char *model = jqt_model_path("stories260K.gguf");
-    char log[160];
-    snprintf(log, sizeof log, "%s/judgeqd.log", daemon_.dir);
-    daemon_.pid = fork();
-    if (daemon_.pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl(judgeqd_bin(), "judgeqd", "--model", model, "--socket",
-              daemon_.sock, "--threads", "2", "--log-level", "info",
-              (char *)NULL);
-        _exit(127);
-    }
-    /* ready when it accepts a Ping */
-    for (int i = 0; i < 200; i++) {
-        judgeq_conn *c;
-        if (judgeq_connect(daemon_.sock, 100, &c) == JUDGEQ_OK &&
-            judgeq_ping(c, NULL) == JUDGEQ_OK) {
-            judgeq_close(c);
-            chmod(daemon_.sock, 0666); /* for the other-uid client */
-            return 0;
-        }
-        judgeq_close(c);
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    fprintf(stderr, "judgeqd did not come up on %s (log: %s)\n", daemon_.sock, log);
-    return -1;
+    chmod(dir, 0755); /* nobody must reach the socket */
+    static const char *const extra[] = {"--threads", "2", NULL};
+    const jqt_daemon_opts opts = {.dir = dir, .log_level = "info"};
+    jqt_daemon_start(&daemon_, "judgeqd",
+                     jqt_model_path("stories260K.gguf"), extra, &opts);
+    chmod(daemon_.sock, 0666); /* for the other-uid client */
+    return 0;
 }
 
 static int stop_daemon(void **state)
 {
     (void)state;
-    int ok = 0;
-    if (daemon_.pid > 0) {
-        kill(daemon_.pid, SIGTERM);
-        int status;
-        waitpid(daemon_.pid, &status, 0);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            fprintf(stderr, "judgeqd did not exit 0 after SIGTERM (status 0x%x)\n", status);
-            ok = -1;
-        }
-    }
-    char *cmd = jqt_fmt("rm -rf '%s'", daemon_.dir);
+    int ok = jqt_daemon_stop_teardown(&daemon_);
+    char *cmd = jqt_fmt("rm -rf '%s'", dir);
     int rc;
     free(jqt_run(cmd, &rc, NULL));
     free(cmd);
     return ok;
-}
-
-static judgeq_conn *connect_ok(void)
-{
-    judgeq_conn *c;
-    int rc = judgeq_connect(daemon_.sock, 2000, &c);
-    if (rc != JUDGEQ_OK)
-        fail_msg("connect: %s", judgeq_errmsg(c));
-    judgeq_set_timeout(c, 30000);
-    return c;
-}
-
-static json_t *judgeq_json(const char *args)
-{
-    char *cmd = jqt_fmt("'%s' %s --json", jqt_judgeq_bin(), args);
-    int rc;
-    char *err;
-    char *out = jqt_run(cmd, &rc, &err);
-    if (rc != 0)
-        fail_msg("%s: exit %d: %s", cmd, rc, err);
-    json_error_t je;
-    json_t *j = json_loads(out, 0, &je);
-    if (!j)
-        fail_msg("%s: not JSON: %s", cmd, out);
-    free(cmd);
-    free(out);
-    free(err);
-    return j;
 }
 
 /* ------------------------------------------------------------- tests */
@@ -161,8 +86,8 @@ static void test_generate_equals_run(void **state)
                                 PROMPT, flags[i]);
         char *off_args = jqt_fmt("run -m '%s' -p '%s' %s --threads 2",
                                  jqt_model_path("stories260K.gguf"), PROMPT, flags[i]);
-        json_t *on = judgeq_json(on_args);
-        json_t *off = judgeq_json(off_args);
+        json_t *on = jqt_judgeq_json(on_args);
+        json_t *off = jqt_judgeq_json(off_args);
         const char *same[] = {"prompt_tokens", "tokens", "text", "kept",
                               "kv_bytes_full", "kv_bytes_kept", "policy", "budget"};
         for (size_t k = 0; k < sizeof same / sizeof same[0]; k++)
@@ -189,7 +114,7 @@ static void test_generate_streams(void **state)
     char *out = jqt_run(cmd, &rc, NULL);
     assert_int_equal(rc, 0);
     char *args = jqt_fmt("--socket '%s' generate -p '%s' -n 20 --temp 0", daemon_.sock, PROMPT);
-    json_t *j = judgeq_json(args);
+    json_t *j = jqt_judgeq_json(args);
     char *want = jqt_fmt("%s\n", json_string_value(json_object_get(j, "text")));
     assert_string_equal(out, want);
     free(want);
@@ -276,7 +201,7 @@ static void test_eight_clients(void **state)
         assert_int_equal(pthread_create(&t[i], NULL, client_main, &jobs[i]), 0);
     }
     /* the loop thread answers while the workers are busy */
-    judgeq_conn *c = connect_ok();
+    judgeq_conn *c = jqt_connect(&daemon_);
     double worst = 0;
     for (int i = 0; i < 50; i++) {
         double us;
@@ -299,7 +224,7 @@ static void test_eight_clients(void **state)
 static void test_fork(void **state)
 {
     (void)state;
-    judgeq_conn *c = connect_ok();
+    judgeq_conn *c = jqt_connect(&daemon_);
     uint64_t sid, f1, f2;
     judgeq_stats st0, st1;
     assert_int_equal(judgeq_get_stats(c, &st0), JUDGEQ_OK);
@@ -344,7 +269,7 @@ static void test_fork(void **state)
 static void test_export_kv(void **state)
 {
     (void)state;
-    judgeq_conn *c = connect_ok();
+    judgeq_conn *c = jqt_connect(&daemon_);
     uint64_t sid;
     assert_int_equal(judgeq_session_create(c, NULL, &sid, NULL), JUDGEQ_OK);
     judgeq_prefill_input in = {.text = PROMPT};
@@ -441,24 +366,9 @@ static int as_nobody(uint64_t sid)
     judgeq_set_timeout(c, 10000);
     int32_t toks[3] = {1, 403, 407};
     judgeq_prefill_input in = {.tokens = toks, .n_tokens = 3};
-    int fd;
-    uint64_t f;
-    judgeq_generate_opts go;
-    judgeq_generate_opts_init(&go);
-    go.max_tokens = 2;
-    int rcs[] = {
-        judgeq_prefill(c, sid, &in, NULL),
-        judgeq_generate(c, sid, &go, NULL, NULL, NULL),
-        judgeq_fork(c, sid, &f),
-        judgeq_export_kv(c, sid, &fd, NULL),
-        judgeq_session_close(c, sid),
-    };
-    for (int i = 0; i < 5; i++)
-        if (rcs[i] != JUDGEQ_ERR_PERMISSION_DENIED) {
-            fprintf(stderr, "nobody: call %d: %s %s\n", i,
-                    judgeq_status_name(rcs[i]), judgeq_errmsg(c));
-            return i + 1;
-        }
+    int failed = jqt_foreign_session_try(c, sid, &in);
+    if (failed >= 0)
+        return failed + 1;
     uint64_t own;
     if (judgeq_session_create(c, NULL, &own, NULL) != JUDGEQ_OK ||
         judgeq_prefill(c, own, &in, NULL) != JUDGEQ_OK)
@@ -474,7 +384,7 @@ static void test_other_uid_denied(void **state)
         fprintf(stderr, "SKIPPED: the other-uid test needs root to become nobody\n");
         skip();
     }
-    judgeq_conn *c = connect_ok();
+    judgeq_conn *c = jqt_connect(&daemon_);
     uint64_t sid;
     assert_int_equal(judgeq_session_create(c, NULL, &sid, NULL), JUDGEQ_OK);
     judgeq_prefill_input in = {.text = "Once upon a time"};
@@ -500,7 +410,7 @@ static void test_other_uid_denied(void **state)
 static void test_errors_keep_connection(void **state)
 {
     (void)state;
-    judgeq_conn *c = connect_ok();
+    judgeq_conn *c = jqt_connect(&daemon_);
     assert_int_equal(judgeq_session_close(c, 987654321), JUDGEQ_ERR_NOT_FOUND);
     assert_non_null(strstr(judgeq_errmsg(c), "987654321"));
     uint64_t sid;

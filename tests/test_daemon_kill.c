@@ -435,7 +435,8 @@ static void test_kill9_mid_operation(void **state)
 {
     (void)state;
     static const char *const extra[] = {"--threads", "2", NULL};
-    jqt_daemon_start(&fx.d, "kill", jqt_gen_model("big", BIG_MODEL), extra);
+    jqt_daemon_start(&fx.d, "kill", jqt_gen_model("big", BIG_MODEL), extra,
+                     NULL);
     fx.obs = jqt_connect(&fx.d);
 
     for (scenario sc = 0; sc < SC_KEEP; sc++)
@@ -480,7 +481,8 @@ static void test_kill9_keep_on_disconnect(void **state)
     (void)state;
     static const char *const extra[] = {"--threads", "2", "--idle-timeout",
                                         "5", NULL};
-    jqt_daemon_start(&fx.d, "keep", jqt_gen_model("big", BIG_MODEL), extra);
+    jqt_daemon_start(&fx.d, "keep", jqt_gen_model("big", BIG_MODEL), extra,
+                     NULL);
     fx.obs = jqt_connect(&fx.d);
     jqt_stats base = jqt_stats_get(fx.obs);
     int fds = jqt_proc_fd_count(fx.d.pid);

@@ -1,13 +1,14 @@
 /* test_daemon_live.c — the real judgeqd (JUDGEQ_BUILD/bin/judgeqd) on a
  * socket in a temporary directory, driven by a minimal protobuf client
- * written here (the client library is tested on its own): generation
+ * (the harness's raw frames, the calls written here; the client library
+ * is tested on its own): generation
  * equals `judgeq run` token for token, Ping stays prompt during work, bad
  * input gets the right error and the daemon keeps serving, Fork, ExportKV,
  * the two-node plan, socket activation, and SIGTERM exiting 0.
  *
- * Every daemon is started with PR_SET_PDEATHSIG, killed in teardown, and
- * every wait is bounded, so a hung daemon fails a test instead of hanging
- * the suite.
+ * Every daemon is started by tests/daemon_harness.c (PR_SET_PDEATHSIG,
+ * bounded waits), so a hung daemon fails a test instead of hanging the
+ * suite.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,16 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
 
+#include "daemon_harness.h"
 #include "judgeq.pb-c.h"
 #include "kv_export.h"
 #include "model.h"
@@ -36,281 +36,19 @@
 #include "thread_pool.h"
 
 #define MODEL "stories260K.gguf"
-/* JQT_IO_TIMEOUT_MS raises it for runs under valgrind */
-static int io_timeout_ms(void)
+
+/* judgeqd on MODEL with extra args (NULL-ended), ready to serve. */
+static void start(jqt_daemon *d, const char *name, const char *const *extra)
 {
-    const char *v = getenv("JQT_IO_TIMEOUT_MS");
-    return v && atoi(v) > 0 ? atoi(v) : 10000;
-}
-#define IO_TIMEOUT_MS io_timeout_ms()
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* ------------------------------------------------------------ daemon */
-
-typedef struct {
-    pid_t pid;
-    char sock[256];
-    char log[256];
-} daemon_proc;
-
-static const char *judgeqd_bin(void)
-{
-    static char path[4096];
-    const char *b = getenv("JUDGEQ_BUILD");
-    snprintf(path, sizeof path, "%s/bin/judgeqd", b && *b ? b : "build");
-    return path;
-}
-
-static int try_connect(const char *path)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* Execs judgeqd with the model, the socket and extra args (NULL-ended);
- * listen_fd >= 0 passes that socket as fd 3 with LISTEN_FDS instead. */
-static const char *const *spawn_env; /* extra "K=V" for the next spawn */
-
-static void spawn(daemon_proc *dp, const char *name, int listen_fd,
-                  const char *const *extra)
-{
-    snprintf(dp->sock, sizeof dp->sock, "%s/%s.sock", jqt_tmpdir(), name);
-    snprintf(dp->log, sizeof dp->log, "%s/%s.log", jqt_tmpdir(), name);
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = judgeqd_bin();
-    argv[n++] = "--model";
-    argv[n++] = jqt_model_path(MODEL);
-    if (listen_fd < 0) {
-        argv[n++] = "--socket";
-        argv[n++] = dp->sock;
-    }
-    argv[n++] = "--log-level";
-    argv[n++] = "debug";
-    for (int i = 0; extra && extra[i] && n < 30; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int lf = open(dp->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (lf >= 0) {
-            dup2(lf, 2);
-            close(lf);
-        }
-        if (listen_fd >= 0) {
-            if (listen_fd != 3) {
-                dup2(listen_fd, 3);
-                close(listen_fd);
-            } else {
-                fcntl(3, F_SETFD, 0);
-            }
-            char pidbuf[32];
-            snprintf(pidbuf, sizeof pidbuf, "%d", (int)getpid());
-            setenv("LISTEN_PID", pidbuf, 1);
-            setenv("LISTEN_FDS", "1", 1);
-        } else {
-            unsetenv("LISTEN_PID");
-            unsetenv("LISTEN_FDS");
-        }
-        for (int i = 0; spawn_env && spawn_env[i]; i++)
-            putenv((char *)spawn_env[i]);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    dp->pid = pid;
-}
-
-static void print_log(const daemon_proc *dp)
-{
-    char *log = jqt_read_file(dp->log, NULL);
-    if (log) {
-        size_t n = strlen(log);
-        fprintf(stderr, "---- %s (last bytes)\n%s\n----\n", dp->log,
-                n > 3000 ? log + n - 3000 : log);
-        free(log);
-    }
-}
-
-/* Waits until the daemon accepts connections (bounded). */
-static void wait_ready(daemon_proc *dp)
-{
-    double t0 = now_s();
-    while (now_s() - t0 < 15) {
-        int fd = try_connect(dp->sock);
-        if (fd >= 0) {
-            close(fd);
-            return;
-        }
-        int st;
-        if (waitpid(dp->pid, &st, WNOHANG) == dp->pid) {
-            dp->pid = 0;
-            print_log(dp);
-            fail_msg("judgeqd exited before serving (status %d)", st);
-        }
-        usleep(5000);
-    }
-    print_log(dp);
-    fail_msg("judgeqd did not start serving within 15 s");
-}
-
-static void start(daemon_proc *dp, const char *name, const char *const *extra)
-{
-    spawn(dp, name, -1, extra);
-    wait_ready(dp);
-}
-
-/* SIGTERM, then the exit status (bounded; SIGKILL after 10 s). */
-static int stop(daemon_proc *dp)
-{
-    if (dp->pid <= 0)
-        return -1;
-    kill(dp->pid, SIGTERM);
-    double t0 = now_s();
-    int st = 0;
-    for (;;) {
-        pid_t r = waitpid(dp->pid, &st, WNOHANG);
-        if (r == dp->pid)
-            break;
-        if (now_s() - t0 > 10) {
-            kill(dp->pid, SIGKILL);
-            waitpid(dp->pid, &st, 0);
-            dp->pid = 0;
-            print_log(dp);
-            return -2;
-        }
-        usleep(2000);
-    }
-    dp->pid = 0;
-    if (!WIFEXITED(st)) {
-        print_log(dp);
-        return -3;
-    }
-    if (WEXITSTATUS(st) != 0)
-        print_log(dp);
-    return WEXITSTATUS(st);
+    jqt_daemon_start(d, name, jqt_model_path(MODEL), extra, NULL);
 }
 
 /* ------------------------------------------------------------ client */
-
-static void send_all(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = buf;
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        assert_true(w > 0);
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
-static void send_req(int fd, const Judgeq__Request *q)
-{
-    size_t n = judgeq__request__get_packed_size(q);
-    uint8_t *buf = malloc(n + 4);
-    assert_non_null(buf);
-    judgeq__request__pack(q, buf + 4);
-    buf[0] = (uint8_t)n;
-    buf[1] = (uint8_t)(n >> 8);
-    buf[2] = (uint8_t)(n >> 16);
-    buf[3] = (uint8_t)(n >> 24);
-    send_all(fd, buf, n + 4);
-    free(buf);
-}
-
-/* Reads exactly n bytes (bounded); 0 on EOF before any, -1 on timeout.
- * A received fd (SCM_RIGHTS) goes to *rfd when rfd is non-NULL. */
-static int recv_exact(int fd, uint8_t *buf, size_t n, int *rfd)
-{
-    size_t got = 0;
-    while (got < n) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, IO_TIMEOUT_MS);
-        if (pr == 0)
-            return -1;
-        struct iovec iov = {buf + got, n - got};
-        union {
-            char b[CMSG_SPACE(sizeof(int) * 4)];
-            struct cmsghdr a;
-        } ctl;
-        struct msghdr msg;
-        memset(&msg, 0, sizeof msg);
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = ctl.b;
-        msg.msg_controllen = sizeof ctl.b;
-        ssize_t r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return got == 0 ? 0 : -1;
-        assert_false(msg.msg_flags & MSG_CTRUNC);
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm;
-             cm = CMSG_NXTHDR(&msg, cm))
-            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-                int f;
-                memcpy(&f, CMSG_DATA(cm), sizeof f);
-                assert_non_null(rfd);
-                *rfd = f;
-            }
-        got += (size_t)r;
-    }
-    return 1;
-}
-
-/* The next Response (NULL on EOF); fails the test on a timeout. */
-static Judgeq__Response *recv_resp_fd(int fd, int *rfd)
-{
-    uint8_t hdr[4];
-    int r = recv_exact(fd, hdr, 4, rfd);
-    if (r == 0)
-        return NULL;
-    if (r < 0)
-        fail_msg("no response within %d ms", IO_TIMEOUT_MS);
-    uint32_t n = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 |
-                 (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
-    uint8_t *buf = malloc(n ? n : 1);
-    assert_non_null(buf);
-    if (n)
-        assert_int_equal(recv_exact(fd, buf, n, rfd), 1);
-    Judgeq__Response *resp = judgeq__response__unpack(NULL, n, buf);
-    free(buf);
-    assert_non_null(resp);
-    return resp;
-}
-
-static Judgeq__Response *recv_resp(int fd) { return recv_resp_fd(fd, NULL); }
 
 static void expect_ok_resp(const Judgeq__Response *r)
 {
     if (r->code != JUDGEQ__ERROR_CODE__OK)
         fail_msg("error %d: %s", (int)r->code, r->message ? r->message : "");
-}
-
-static int connect_ok(const daemon_proc *dp)
-{
-    int fd = try_connect(dp->sock);
-    assert_true(fd >= 0);
-    return fd;
 }
 
 static uint64_t next_id = 100;
@@ -320,8 +58,8 @@ static Judgeq__Response *call(int fd, Judgeq__Request *q)
 {
     q->has_id = 1;
     q->id = ++next_id;
-    send_req(fd, q);
-    Judgeq__Response *r = recv_resp(fd);
+    jqt_wire_send(fd, q);
+    Judgeq__Response *r = jqt_wire_recv(fd, NULL);
     assert_non_null(r);
     assert_int_equal(r->id, q->id);
     return r;
@@ -329,12 +67,9 @@ static Judgeq__Response *call(int fd, Judgeq__Request *q)
 
 static void ping_ok(int fd)
 {
-    Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-    Judgeq__Ping p = JUDGEQ__PING__INIT;
-    p.has_nonce = 1;
-    p.nonce = 0xfeed;
-    q.body_case = JUDGEQ__REQUEST__BODY_PING;
-    q.ping = &p;
+    Judgeq__Request q;
+    Judgeq__Ping p;
+    jqt_req_ping(&q, &p, 0, 0xfeed);
     Judgeq__Response *r = call(fd, &q);
     expect_ok_resp(r);
     assert_int_equal(r->body_case, JUDGEQ__RESPONSE__BODY_PONG);
@@ -344,20 +79,28 @@ static void ping_ok(int fd)
 
 static uint64_t create_session(int fd, bool keep, unsigned *node)
 {
-    Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-    Judgeq__CreateSession cs = JUDGEQ__CREATE_SESSION__INIT;
-    if (keep) {
-        cs.has_keep_on_disconnect = 1;
-        cs.keep_on_disconnect = 1;
-    }
-    q.body_case = JUDGEQ__REQUEST__BODY_CREATE_SESSION;
-    q.create_session = &cs;
+    Judgeq__Request q;
+    Judgeq__CreateSession cs;
+    jqt_req_create(&q, &cs, 0, keep);
     Judgeq__Response *r = call(fd, &q);
     expect_ok_resp(r);
     assert_int_equal(r->body_case, JUDGEQ__RESPONSE__BODY_CREATE_SESSION);
     uint64_t id = r->create_session->session_id;
     if (node)
         *node = r->create_session->numa_node;
+    judgeq__response__free_unpacked(r, NULL);
+    return id;
+}
+
+static uint64_t fork_session(int fd, uint64_t sid)
+{
+    Judgeq__Request q;
+    Judgeq__Fork f;
+    jqt_req_fork(&q, &f, 0, sid);
+    Judgeq__Response *r = call(fd, &q);
+    expect_ok_resp(r);
+    assert_int_equal(r->body_case, JUDGEQ__RESPONSE__BODY_FORK);
+    uint64_t id = r->fork->session_id;
     judgeq__response__free_unpacked(r, NULL);
     return id;
 }
@@ -385,6 +128,30 @@ static Judgeq__Response *prefill_text(int fd, uint64_t sid, const char *text,
     return call(fd, &q);
 }
 
+/* A new session with "Once upon a time" prefilled. */
+static uint64_t session_once_upon(int fd)
+{
+    uint64_t sid = create_session(fd, false, NULL);
+    Judgeq__Response *r = prefill_text(fd, sid, "Once upon a time", -1, 0, 0);
+    expect_ok_resp(r);
+    judgeq__response__free_unpacked(r, NULL);
+    return sid;
+}
+
+/* Sends a Generate of 490 tokens (ignore_eos) as request `id` (in q and
+ * g) and reads its first token: it is running. */
+static void start_long_generation(int fd, Judgeq__Request *q,
+                                  Judgeq__Generate *g, uint64_t id,
+                                  uint64_t sid)
+{
+    jqt_req_generate(q, g, id, sid, 490);
+    jqt_wire_send(fd, q);
+    Judgeq__Response *r = jqt_wire_recv(fd, NULL);
+    assert_non_null(r);
+    assert_int_equal(r->body_case, JUDGEQ__RESPONSE__BODY_CHUNK);
+    judgeq__response__free_unpacked(r, NULL);
+}
+
 /* Sends a Generate and collects its streamed tokens until done. */
 static size_t generate(int fd, uint64_t sid, uint32_t n, float temp,
                        uint64_t seed, bool ignore_eos, int32_t *out,
@@ -406,10 +173,10 @@ static size_t generate(int fd, uint64_t sid, uint32_t n, float temp,
     q.generate = &g;
     q.has_id = 1;
     q.id = ++next_id;
-    send_req(fd, &q);
+    jqt_wire_send(fd, &q);
     size_t got = 0;
     for (;;) {
-        Judgeq__Response *r = recv_resp(fd);
+        Judgeq__Response *r = jqt_wire_recv(fd, NULL);
         assert_non_null(r);
         assert_int_equal(r->id, q.id);
         expect_ok_resp(r);
@@ -452,31 +219,18 @@ static Judgeq__StatsReply *stats(int fd, Judgeq__Response **keep)
 static size_t offline_tokens(const char *prompt, int n, const char *evict,
                              int32_t *out)
 {
-    char *cmd = jqt_fmt("'%s' run -m '%s' -p '%s' -n %d --temp 0 --json %s",
-                        jqt_judgeq_bin(), jqt_model_path(MODEL), prompt, n,
-                        evict ? evict : "");
-    int st;
-    char *err = NULL;
-    char *o = jqt_run(cmd, &st, &err);
-    if (st != 0)
-        fail_msg("%s failed (%d): %s", cmd, st, err ? err : "");
-    json_error_t je;
-    json_t *root = json_loads(o, 0, &je);
-    assert_non_null(root);
-    json_t *toks = json_object_get(root, "tokens");
-    size_t k = json_array_size(toks);
-    for (size_t i = 0; i < k; i++)
-        out[i] = (int32_t)json_integer_value(json_array_get(toks, i));
+    char *args = jqt_fmt("run -m '%s' -p '%s' -n %d --temp 0 %s",
+                         jqt_model_path(MODEL), prompt, n, evict ? evict : "");
+    json_t *root = jqt_judgeq_json(args);
+    size_t k = jqt_json_tokens(root, out, (size_t)n);
     json_decref(root);
-    free(o);
-    free(err);
-    free(cmd);
+    free(args);
     return k;
 }
 
 /* ------------------------------------------------------------ fixture */
 
-static daemon_proc main_daemon;
+static jqt_daemon main_daemon;
 
 static int group_setup(void **state)
 {
@@ -491,31 +245,15 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    int rc = stop(&main_daemon);
-    if (rc != 0) {
-        fprintf(stderr, "judgeqd exit status %d after SIGTERM\n", rc);
-        return -1;
-    }
-    return 0;
+    return jqt_daemon_stop_teardown(&main_daemon);
 }
 
 /* ------------------------------------------------------------ tests */
 
-static long rss_kib(pid_t pid)
-{
-    char *path = jqt_fmt("/proc/%d/status", (int)pid);
-    char *st = jqt_read_file(path, NULL);
-    free(path);
-    const char *p = st ? strstr(st, "VmRSS:") : NULL;
-    long kib = p ? strtol(p + 6, NULL, 10) : -1;
-    free(st);
-    return kib;
-}
-
 static void test_hello_ping_stats(void **state)
 {
     (void)state;
-    int fd = connect_ok(&main_daemon);
+    int fd = jqt_wire_connect(main_daemon.sock);
     Judgeq__Request q = JUDGEQ__REQUEST__INIT;
     Judgeq__Hello h = JUDGEQ__HELLO__INIT;
     h.has_protocol_version = 1;
@@ -538,9 +276,9 @@ static void test_hello_ping_stats(void **state)
     enum { N = 200 };
     double rtt[N];
     for (int i = 0; i < N; i++) {
-        double t0 = now_s();
+        double t0 = jqt_now();
         ping_ok(fd);
-        rtt[i] = now_s() - t0;
+        rtt[i] = jqt_now() - t0;
     }
     for (int i = 1; i < N; i++) /* insertion sort: small */
         for (int j = i; j > 0 && rtt[j] < rtt[j - 1]; j--) {
@@ -561,13 +299,14 @@ static void test_hello_ping_stats(void **state)
     /* the process: at least the weights resident, and a descriptor per
      * connection (a second one, known accepted once it answered a Ping) */
     assert_true(st->has_rss_bytes && st->has_open_fds);
-    long kib = rss_kib(main_daemon.pid); /* what the kernel says from outside */
+    /* what the kernel says from outside */
+    long kib = jqt_proc_rss_kib(main_daemon.pid);
     assert_true(kib > 0);
     assert_true(st->rss_bytes > (uint64_t)kib * 1024 / 2 &&
                 st->rss_bytes < (uint64_t)kib * 1024 * 2);
     uint32_t fds = st->open_fds;
     judgeq__response__free_unpacked(keep, NULL);
-    int fd2 = connect_ok(&main_daemon);
+    int fd2 = jqt_wire_connect(main_daemon.sock);
     ping_ok(fd2);
     st = stats(fd, &keep);
     assert_int_equal(st->open_fds, fds + 1);
@@ -582,7 +321,7 @@ static void check_generation(const char *prompt, int policy, uint32_t budget,
     enum { N = 48 };
     int32_t want[N + 1], got[N + 1];
     size_t nw = offline_tokens(prompt, N, evict_flags, want);
-    int fd = connect_ok(&main_daemon);
+    int fd = jqt_wire_connect(main_daemon.sock);
     uint64_t sid = create_session(fd, false, NULL);
     Judgeq__Response *r = prefill_text(fd, sid, prompt, policy, budget,
                                        window);
@@ -633,21 +372,29 @@ typedef struct {
     int ok;
 } client_arg;
 
+/* The next reply, or NULL on anything but a whole frame (no cmocka:
+ * called from threads and forked children). */
+static Judgeq__Response *recv_try(int fd)
+{
+    Judgeq__Response *r;
+    return jqt_wire_recv_try(fd, jqt_io_timeout_ms(), &r, NULL) ==
+                   JQT_FRAME_OK
+               ? r
+               : NULL;
+}
+
 static void *client_thread(void *p)
 {
     client_arg *a = p;
-    int fd = try_connect(main_daemon.sock);
+    int fd = jqt_wire_connect_try(main_daemon.sock);
     if (fd < 0)
         return NULL;
     /* a tiny protocol loop without cmocka asserts (not thread-safe) */
-    Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-    Judgeq__CreateSession cs = JUDGEQ__CREATE_SESSION__INIT;
-    q.has_id = 1;
-    q.id = 1;
-    q.body_case = JUDGEQ__REQUEST__BODY_CREATE_SESSION;
-    q.create_session = &cs;
-    send_req(fd, &q);
-    Judgeq__Response *r = recv_resp(fd);
+    Judgeq__Request q;
+    Judgeq__CreateSession cs;
+    jqt_req_create(&q, &cs, 1, false);
+    jqt_wire_send_try(fd, &q);
+    Judgeq__Response *r = recv_try(fd);
     uint64_t sid = r && r->create_session ? r->create_session->session_id : 0;
     judgeq__response__free_unpacked(r, NULL);
     Judgeq__Prefill pf = JUDGEQ__PREFILL__INIT;
@@ -657,7 +404,7 @@ static void *client_thread(void *p)
     q.id = 2;
     q.body_case = JUDGEQ__REQUEST__BODY_PREFILL;
     q.prefill = &pf;
-    send_req(fd, &q);
+    jqt_wire_send_try(fd, &q);
     Judgeq__Generate g = JUDGEQ__GENERATE__INIT;
     Judgeq__Sampling s = JUDGEQ__SAMPLING__INIT;
     g.has_session_id = g.has_max_tokens = 1;
@@ -669,11 +416,12 @@ static void *client_thread(void *p)
     q.id = 3;
     q.body_case = JUDGEQ__REQUEST__BODY_GENERATE;
     q.generate = &g;
-    send_req(fd, &q); /* pipelined: the session queues it behind prefill */
+    /* pipelined: the session queues it behind prefill */
+    jqt_wire_send_try(fd, &q);
     size_t got = 0;
     int ok = 1;
     for (;;) {
-        r = recv_resp(fd);
+        r = recv_try(fd);
         if (!r) {
             ok = 0;
             break;
@@ -728,42 +476,29 @@ static int cmp_double(const void *a, const void *b)
 static void test_ping_during_work(void **state)
 {
     (void)state;
-    int busy = connect_ok(&main_daemon);
-    int fd = connect_ok(&main_daemon);
+    int busy = jqt_wire_connect(main_daemon.sock);
+    int fd = jqt_wire_connect(main_daemon.sock);
     uint64_t sid = create_session(busy, false, NULL);
     /* a prompt of ~480 tokens */
-    Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-    Judgeq__Prefill p = JUDGEQ__PREFILL__INIT;
+    Judgeq__Request q;
+    Judgeq__Prefill p;
     int32_t toks[480];
     for (int i = 0; i < 480; i++)
         toks[i] = 1 + (i * 37) % 500;
-    p.has_session_id = 1;
-    p.session_id = sid;
-    p.tokens = toks;
-    p.n_tokens = 480;
-    q.has_id = 1;
-    q.id = 7001;
-    q.body_case = JUDGEQ__REQUEST__BODY_PREFILL;
-    q.prefill = &p;
-    send_req(busy, &q);
-    Judgeq__Generate g = JUDGEQ__GENERATE__INIT;
-    g.has_session_id = g.has_max_tokens = g.has_ignore_eos = 1;
-    g.session_id = sid;
-    g.max_tokens = 30;
-    g.ignore_eos = 1;
-    q.id = 7002;
-    q.body_case = JUDGEQ__REQUEST__BODY_GENERATE;
-    q.generate = &g;
-    send_req(busy, &q);
+    jqt_req_prefill_tokens(&q, &p, 7001, sid, toks, 480);
+    jqt_wire_send(busy, &q);
+    Judgeq__Generate g;
+    jqt_req_generate(&q, &g, 7002, sid, 30);
+    jqt_wire_send(busy, &q);
     enum { MAXP = 100000 };
     double *rtt = malloc(MAXP * sizeof *rtt);
     assert_non_null(rtt);
     int pings = 0;
-    double t_end = now_s() + 0.3;
-    while (now_s() < t_end && pings < MAXP) {
-        double t0 = now_s();
+    double t_end = jqt_now() + 0.3;
+    while (jqt_now() < t_end && pings < MAXP) {
+        double t0 = jqt_now();
         ping_ok(fd);
-        rtt[pings++] = now_s() - t0;
+        rtt[pings++] = jqt_now() - t0;
     }
     qsort(rtt, (size_t)pings, sizeof *rtt, cmp_double);
     double p50 = rtt[pings / 2], p99 = rtt[pings * 99 / 100];
@@ -777,7 +512,7 @@ static void test_ping_during_work(void **state)
     free(rtt);
     /* the work completes */
     for (;;) {
-        Judgeq__Response *r = recv_resp(busy);
+        Judgeq__Response *r = jqt_wire_recv(busy, NULL);
         assert_non_null(r);
         expect_ok_resp(r);
         bool end = r->id == 7002 && r->done;
@@ -808,11 +543,12 @@ static void test_bad_input(void **state)
     (void)state;
     /* garbage bytes inside a well-framed frame: error, stream still in
      * sync, the connection keeps working */
-    int fd = connect_ok(&main_daemon);
+    int fd = jqt_wire_connect(main_daemon.sock);
     const uint8_t garbage[] = {7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
                                0xff};
-    send_all(fd, garbage, sizeof garbage);
-    expect_error_resp(recv_resp(fd), JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
+    jqt_wire_write(fd, garbage, sizeof garbage);
+    expect_error_resp(jqt_wire_recv(fd, NULL),
+                      JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
                       "not a serialized Request");
     ping_ok(fd);
 
@@ -856,24 +592,25 @@ static void test_bad_input(void **state)
                       "Prefill first");
     /* an empty frame: a Request without a body */
     const uint8_t empty[4] = {0, 0, 0, 0};
-    send_all(fd, empty, 4);
-    expect_error_resp(recv_resp(fd), JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
-                      "no body");
+    jqt_wire_write(fd, empty, 4);
+    expect_error_resp(jqt_wire_recv(fd, NULL),
+                      JUDGEQ__ERROR_CODE__INVALID_ARGUMENT, "no body");
     ping_ok(fd);
     close(fd);
 
     /* a length prefix above --max-frame-bytes: error, then the daemon
      * closes the (unsynchronised) stream */
-    fd = connect_ok(&main_daemon);
+    fd = jqt_wire_connect(main_daemon.sock);
     const uint8_t huge[4] = {0x00, 0x00, 0x10, 0x00}; /* 1 MiB > 64 KiB */
-    send_all(fd, huge, 4);
-    expect_error_resp(recv_resp(fd), JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
+    jqt_wire_write(fd, huge, 4);
+    expect_error_resp(jqt_wire_recv(fd, NULL),
+                      JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
                       "--max-frame-bytes");
-    assert_null(recv_resp(fd)); /* EOF */
+    assert_null(jqt_wire_recv(fd, NULL)); /* EOF */
     close(fd);
 
     /* ancillary data from a client is refused */
-    fd = connect_ok(&main_daemon);
+    fd = jqt_wire_connect(main_daemon.sock);
     {
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         uint8_t byte = 0;
@@ -897,18 +634,18 @@ static void test_bad_input(void **state)
         assert_int_equal(sendmsg(fd, &msg, MSG_NOSIGNAL), 1);
         close(devnull);
     }
-    expect_error_resp(recv_resp(fd), JUDGEQ__ERROR_CODE__INVALID_ARGUMENT,
-                      "ancillary");
+    expect_error_resp(jqt_wire_recv(fd, NULL),
+                      JUDGEQ__ERROR_CODE__INVALID_ARGUMENT, "ancillary");
     close(fd);
 
     /* a truncated frame, then a disconnect */
-    fd = connect_ok(&main_daemon);
+    fd = jqt_wire_connect(main_daemon.sock);
     const uint8_t trunc[] = {100, 0, 0, 0, 1, 2, 3, 4, 5};
-    send_all(fd, trunc, sizeof trunc);
+    jqt_wire_write(fd, trunc, sizeof trunc);
     close(fd);
 
     /* the daemon still serves */
-    fd = connect_ok(&main_daemon);
+    fd = jqt_wire_connect(main_daemon.sock);
     ping_ok(fd);
     close(fd);
 }
@@ -916,17 +653,17 @@ static void test_bad_input(void **state)
 static void test_memory_budget(void **state)
 {
     (void)state;
-    daemon_proc dp = {0};
+    jqt_daemon dp = {0};
     static const char *const extra[] = {"--memory-budget", "4K", NULL};
     start(&dp, "budget", extra);
-    int fd = connect_ok(&dp);
+    int fd = jqt_wire_connect(dp.sock);
     uint64_t sid = create_session(fd, false, NULL);
     expect_error_resp(prefill_text(fd, sid, "Once upon a time", -1, 0, 0),
                       JUDGEQ__ERROR_CODE__RESOURCE_EXHAUSTED,
                       "--memory-budget");
     ping_ok(fd);
     close(fd);
-    assert_int_equal(stop(&dp), 0);
+    assert_int_equal(jqt_daemon_stop(&dp), 0);
 }
 
 /* A client that leaves mid-generation: its work stops and its session
@@ -934,43 +671,28 @@ static void test_memory_budget(void **state)
 static void test_disconnect_mid_generation(void **state)
 {
     (void)state;
-    int fd = connect_ok(&main_daemon);
-    int obs = connect_ok(&main_daemon);
+    int fd = jqt_wire_connect(main_daemon.sock);
+    int obs = jqt_wire_connect(main_daemon.sock);
     Judgeq__Response *keep;
     Judgeq__StatsReply *st = stats(obs, &keep);
     uint32_t sessions0 = st->sessions;
     uint64_t mem0 = st->memory_used;
     judgeq__response__free_unpacked(keep, NULL);
 
-    uint64_t sid = create_session(fd, false, NULL);
-    Judgeq__Response *r = prefill_text(fd, sid, "Once upon a time", -1, 0, 0);
-    expect_ok_resp(r);
-    judgeq__response__free_unpacked(r, NULL);
-    Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-    Judgeq__Generate g = JUDGEQ__GENERATE__INIT;
-    g.has_session_id = g.has_max_tokens = g.has_ignore_eos = 1;
-    g.session_id = sid;
-    g.max_tokens = 490;
-    g.ignore_eos = 1;
-    q.body_case = JUDGEQ__REQUEST__BODY_GENERATE;
-    q.generate = &g;
-    q.has_id = 1;
-    q.id = 4242;
-    send_req(fd, &q);
-    r = recv_resp(fd); /* the first token: it is running */
-    assert_non_null(r);
-    assert_int_equal(r->body_case, JUDGEQ__RESPONSE__BODY_CHUNK);
-    judgeq__response__free_unpacked(r, NULL);
+    uint64_t sid = session_once_upon(fd);
+    Judgeq__Request q;
+    Judgeq__Generate g;
+    start_long_generation(fd, &q, &g, 4242, sid);
     close(fd);
 
-    double t0 = now_s();
+    double t0 = jqt_now();
     for (;;) {
         st = stats(obs, &keep);
         bool gone = st->sessions == sessions0 && st->memory_used == mem0;
         judgeq__response__free_unpacked(keep, NULL);
         if (gone)
             break;
-        if (now_s() - t0 > 5)
+        if (jqt_now() - t0 > 5)
             fail_msg("the session of a departed client was not freed");
         usleep(2000);
     }
@@ -988,11 +710,8 @@ static void test_other_uid(void **state)
         printf("not root: cannot run a client as nobody; skipped\n");
         return;
     }
-    int fd = connect_ok(&main_daemon);
-    uint64_t sid = create_session(fd, false, NULL);
-    Judgeq__Response *r = prefill_text(fd, sid, "Once upon a time", -1, 0, 0);
-    expect_ok_resp(r);
-    judgeq__response__free_unpacked(r, NULL);
+    int fd = jqt_wire_connect(main_daemon.sock);
+    uint64_t sid = session_once_upon(fd);
     /* nobody must reach the socket: open the temporary directories for
      * traversal while the child runs */
     char dir1[512], dir2[512];
@@ -1009,7 +728,7 @@ static void test_other_uid(void **state)
     if (pid == 0) {
         if (setgid(65534) != 0 || setuid(65534) != 0)
             _exit(10);
-        int c = try_connect(main_daemon.sock);
+        int c = jqt_wire_connect_try(main_daemon.sock);
         if (c < 0)
             _exit(11);
         Judgeq__Request q = JUDGEQ__REQUEST__INIT;
@@ -1020,16 +739,14 @@ static void test_other_uid(void **state)
         q.id = 5;
         q.body_case = JUDGEQ__REQUEST__BODY_GENERATE;
         q.generate = &g;
-        send_req(c, &q);
-        Judgeq__Response *x = recv_resp(c);
+        jqt_wire_send_try(c, &q);
+        Judgeq__Response *x = recv_try(c);
         int code = x ? (int)x->code : -1;
         /* the connection stays usable: a ping */
-        Judgeq__Ping pg = JUDGEQ__PING__INIT;
-        q.id = 6;
-        q.body_case = JUDGEQ__REQUEST__BODY_PING;
-        q.ping = &pg;
-        send_req(c, &q);
-        Judgeq__Response *y = recv_resp(c);
+        Judgeq__Ping pg;
+        jqt_req_ping(&q, &pg, 6, 0);
+        jqt_wire_send_try(c, &q);
+        Judgeq__Response *y = recv_try(c);
         int ping_ok_ = y && y->code == 0 && y->body_case ==
                                                 JUDGEQ__RESPONSE__BODY_PONG;
         _exit(code == JUDGEQ__ERROR_CODE__PERMISSION_DENIED && ping_ok_ ? 0
@@ -1052,7 +769,7 @@ static void test_other_uid(void **state)
 static void test_fork(void **state)
 {
     (void)state;
-    int fd = connect_ok(&main_daemon);
+    int fd = jqt_wire_connect(main_daemon.sock);
     Judgeq__Response *keep;
     Judgeq__StatsReply *st = stats(fd, &keep);
     uint64_t mem0 = st->memory_used;
@@ -1072,18 +789,8 @@ static void test_fork(void **state)
 
     uint64_t forks[2];
     for (int i = 0; i < 2; i++) {
-        Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-        Judgeq__Fork f = JUDGEQ__FORK__INIT;
-        f.has_session_id = 1;
-        f.session_id = sid;
-        q.body_case = JUDGEQ__REQUEST__BODY_FORK;
-        q.fork = &f;
-        r = call(fd, &q);
-        expect_ok_resp(r);
-        assert_int_equal(r->body_case, JUDGEQ__RESPONSE__BODY_FORK);
-        forks[i] = r->fork->session_id;
+        forks[i] = fork_session(fd, sid);
         assert_true(forks[i] != sid);
-        judgeq__response__free_unpacked(r, NULL);
     }
     st = stats(fd, &keep);
     /* the prefix is counted once: three sessions use it, and memory grew
@@ -1105,33 +812,21 @@ static void test_fork(void **state)
     assert_int_equal(na, 24);
     assert_int_equal(nb, 24);
     assert_true(memcmp(a, b, sizeof a) != 0);
-    uint64_t g1;
-    {
-        Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-        Judgeq__Fork f = JUDGEQ__FORK__INIT;
-        f.has_session_id = 1;
-        f.session_id = sid;
-        q.body_case = JUDGEQ__REQUEST__BODY_FORK;
-        q.fork = &f;
-        r = call(fd, &q);
-        expect_ok_resp(r);
-        g1 = r->fork->session_id;
-        judgeq__response__free_unpacked(r, NULL);
-    }
+    uint64_t g1 = fork_session(fd, sid);
     assert_int_equal(generate(fd, sid, 24, 0, 1, true, p0, NULL, 0), 24);
     assert_int_equal(generate(fd, g1, 24, 0, 1, true, f0, NULL, 0), 24);
     assert_memory_equal(p0, f0, sizeof p0);
     close(fd);
     /* everything freed with the connection */
-    fd = connect_ok(&main_daemon);
-    double t0 = now_s();
+    fd = jqt_wire_connect(main_daemon.sock);
+    double t0 = jqt_now();
     for (;;) {
         st = stats(fd, &keep);
         bool back = st->memory_used == mem0 && st->shared_prefix_bytes == 0;
         judgeq__response__free_unpacked(keep, NULL);
         if (back)
             break;
-        assert_true(now_s() - t0 < 5);
+        assert_true(jqt_now() - t0 < 5);
         usleep(2000);
     }
     close(fd);
@@ -1141,7 +836,7 @@ static void test_export_kv(void **state)
 {
     (void)state;
     const char *prompt = "Once upon a time there was a dog";
-    int fd = connect_ok(&main_daemon);
+    int fd = jqt_wire_connect(main_daemon.sock);
     uint64_t sid = create_session(fd, false, NULL);
     Judgeq__Response *r = prefill_text(fd, sid, prompt, -1, 0, 0);
     expect_ok_resp(r);
@@ -1151,17 +846,12 @@ static void test_export_kv(void **state)
     memcpy(ids, r->prefill->prompt_token_ids, L * sizeof *ids);
     judgeq__response__free_unpacked(r, NULL);
 
-    Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-    Judgeq__ExportKV x = JUDGEQ__EXPORT_KV__INIT;
-    x.has_session_id = 1;
-    x.session_id = sid;
-    q.has_id = 1;
-    q.id = 9090;
-    q.body_case = JUDGEQ__REQUEST__BODY_EXPORT_KV;
-    q.export_kv = &x;
-    send_req(fd, &q);
+    Judgeq__Request q;
+    Judgeq__ExportKV x;
+    jqt_req_export(&q, &x, 9090, sid);
+    jqt_wire_send(fd, &q);
     int mfd = -1;
-    r = recv_resp_fd(fd, &mfd);
+    r = jqt_wire_recv(fd, &mfd);
     assert_non_null(r);
     expect_ok_resp(r);
     assert_int_equal(r->body_case, JUDGEQ__RESPONSE__BODY_EXPORT_KV);
@@ -1239,11 +929,11 @@ static void test_export_kv(void **state)
 static void test_two_node_plan(void **state)
 {
     (void)state;
-    daemon_proc dp = {0};
+    jqt_daemon dp = {0};
     static const char *const extra[] = {"--topology-synthetic",
                                         "pack:2 core:1 pu:1", NULL};
     start(&dp, "numa", extra);
-    int fd = connect_ok(&dp);
+    int fd = jqt_wire_connect(dp.sock);
     Judgeq__Response *keep;
     Judgeq__StatsReply *st = stats(fd, &keep);
     assert_int_equal(st->n_pools, 2);
@@ -1268,37 +958,23 @@ static void test_two_node_plan(void **state)
         assert_memory_equal(got, want, nw * sizeof(int32_t));
     }
     close(fd);
-    assert_int_equal(stop(&dp), 0);
+    assert_int_equal(jqt_daemon_stop(&dp), 0);
 }
 
 static void test_socket_activation(void **state)
 {
     (void)state;
-    daemon_proc dp = {0};
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    snprintf(path, sizeof path, "%.80s/activated.sock", jqt_tmpdir());
-    unlink(path);
-    int ls = socket(AF_UNIX, SOCK_STREAM, 0);
-    assert_true(ls >= 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(ls, 16), 0);
-    spawn(&dp, "activated", ls, NULL);
-    close(ls);
-    snprintf(dp.sock, sizeof dp.sock, "%s", path);
-    wait_ready(&dp);
-    int fd = connect_ok(&dp);
+    jqt_daemon dp = {0};
+    const jqt_daemon_opts opts = {.activate = true};
+    jqt_daemon_start(&dp, "activated", jqt_model_path(MODEL), NULL, &opts);
+    int fd = jqt_wire_connect(dp.sock);
     ping_ok(fd);
-    uint64_t sid = create_session(fd, false, NULL);
-    Judgeq__Response *r = prefill_text(fd, sid, "Once upon a time", -1, 0, 0);
-    expect_ok_resp(r);
-    judgeq__response__free_unpacked(r, NULL);
+    session_once_upon(fd);
     close(fd);
-    assert_int_equal(stop(&dp), 0);
+    assert_int_equal(jqt_daemon_stop(&dp), 0);
     /* a socket from the service manager is not the daemon's to remove */
     struct stat sb;
-    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(stat(dp.sock, &sb), 0);
     char *log = jqt_read_file(dp.log, NULL);
     assert_non_null(log);
     assert_non_null(strstr(log, "<6>serving on the socket passed"));
@@ -1310,31 +986,18 @@ static void test_socket_activation(void **state)
 static void test_sigterm_drains(void **state)
 {
     (void)state;
-    daemon_proc dp = {0};
+    jqt_daemon dp = {0};
     static const char *const extra[] = {"--grace-period", "0", NULL};
     start(&dp, "term", extra);
-    int fd = connect_ok(&dp);
-    uint64_t sid = create_session(fd, false, NULL);
-    Judgeq__Response *r = prefill_text(fd, sid, "Once upon a time", -1, 0, 0);
-    expect_ok_resp(r);
-    judgeq__response__free_unpacked(r, NULL);
-    Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-    Judgeq__Generate g = JUDGEQ__GENERATE__INIT;
-    g.has_session_id = g.has_max_tokens = g.has_ignore_eos = 1;
-    g.session_id = sid;
-    g.max_tokens = 490;
-    g.ignore_eos = 1;
-    q.has_id = 1;
-    q.id = 77;
-    q.body_case = JUDGEQ__REQUEST__BODY_GENERATE;
-    q.generate = &g;
-    send_req(fd, &q);
-    r = recv_resp(fd);
-    assert_non_null(r);
-    judgeq__response__free_unpacked(r, NULL);
+    int fd = jqt_wire_connect(dp.sock);
+    uint64_t sid = session_once_upon(fd);
+    Judgeq__Request q;
+    Judgeq__Generate g;
+    start_long_generation(fd, &q, &g, 77, sid);
     kill(dp.pid, SIGTERM);
+    Judgeq__Response *r;
     bool done = false;
-    while ((r = recv_resp(fd)) != NULL) {
+    while ((r = jqt_wire_recv(fd, NULL)) != NULL) {
         if (r->done) { /* finished, or cut at the end of the grace period */
             done = true;
             if (r->code)
@@ -1347,7 +1010,7 @@ static void test_sigterm_drains(void **state)
     }
     assert_true(done);
     close(fd);
-    assert_int_equal(stop(&dp), 0);
+    assert_int_equal(jqt_daemon_stop(&dp), 0);
     char *log = jqt_read_file(dp.log, NULL);
     assert_non_null(log);
     assert_non_null(strstr(log, "<5>SIGTERM"));
@@ -1366,31 +1029,22 @@ static void test_throughput_report(void **state)
 {
     (void)state;
     enum { N = 400 };
-    char *cmd = jqt_fmt("'%s' run -m '%s' -p 'Once upon a time' -n %d --temp 0 "
-                        "--ignore-eos --json",
-                        jqt_judgeq_bin(), jqt_model_path(MODEL), N);
-    int st;
-    char *o = jqt_run(cmd, &st, NULL);
-    assert_int_equal(st, 0);
-    json_error_t je;
-    json_t *root = json_loads(o, 0, &je);
-    assert_non_null(root);
+    char *args = jqt_fmt("run -m '%s' -p 'Once upon a time' -n %d --temp 0 "
+                         "--ignore-eos",
+                         jqt_model_path(MODEL), N);
+    json_t *root = jqt_judgeq_json(args);
     double offline = json_real_value(json_object_get(root,
                                                      "decode_tokens_per_s"));
     json_decref(root);
-    free(o);
-    free(cmd);
+    free(args);
 
-    int fd = connect_ok(&main_daemon);
-    uint64_t sid = create_session(fd, false, NULL);
-    Judgeq__Response *r = prefill_text(fd, sid, "Once upon a time", -1, 0, 0);
-    expect_ok_resp(r);
-    judgeq__response__free_unpacked(r, NULL);
+    int fd = jqt_wire_connect(main_daemon.sock);
+    uint64_t sid = session_once_upon(fd);
     int32_t *toks = malloc(N * sizeof *toks);
     assert_non_null(toks);
-    double t0 = now_s();
+    double t0 = jqt_now();
     size_t n = generate(fd, sid, N, 0, 1, true, toks, NULL, 0);
-    double wall = now_s() - t0;
+    double wall = jqt_now() - t0;
     assert_int_equal(n, N);
     double daemon_tps = last_decode_tps;
     printf("decode: daemon %.0f tok/s (engine time), %.0f tok/s (client "
@@ -1404,7 +1058,7 @@ static void test_throughput_report(void **state)
     struct stat sb;
     assert_int_equal(stat(jqt_model_path(MODEL), &sb), 0);
     printf("daemon RSS %ld KiB with the model loaded; model file %lld KiB\n",
-           rss_kib(main_daemon.pid), (long long)sb.st_size / 1024);
+           jqt_proc_rss_kib(main_daemon.pid), (long long)sb.st_size / 1024);
 }
 
 /* sd_notify: READY=1 once serving, WATCHDOG=1 when WATCHDOG_USEC asks
@@ -1413,25 +1067,19 @@ static void test_throughput_report(void **state)
 static void test_sd_notify(void **state)
 {
     (void)state;
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    snprintf(path, sizeof path, "%.80s/sd_notify.dgram", jqt_tmpdir());
-    unlink(path);
-    int ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    assert_true(ns >= 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    assert_int_equal(bind(ns, (struct sockaddr *)&sa, sizeof sa), 0);
-    static char env_sock[160];
-    snprintf(env_sock, sizeof env_sock, "NOTIFY_SOCKET=%s", path);
-    const char *env[] = {env_sock, "WATCHDOG_USEC=200000", NULL};
-    daemon_proc dp = {0};
-    spawn_env = env;
-    start(&dp, "notify", NULL);
-    spawn_env = NULL;
+    char *path = jqt_fmt("%s/sd_notify.dgram", jqt_tmpdir());
+    int ns = jqt_unix_listen(path, SOCK_DGRAM);
+    char *env_sock = jqt_fmt("NOTIFY_SOCKET=%s", path);
+    const char *const env[] = {env_sock, "WATCHDOG_USEC=200000", NULL};
+    const jqt_daemon_opts opts = {.env = env};
+    jqt_daemon dp = {0};
+    jqt_daemon_start(&dp, "notify", jqt_model_path(MODEL), NULL, &opts);
+    free(env_sock);
+    free(path);
     bool ready = false, watchdog = false, status = false, stopping = false;
     bool sent_term = false;
-    double t0 = now_s();
-    while (now_s() - t0 < 10 && !stopping) {
+    double t0 = jqt_now();
+    while (jqt_now() - t0 < 10 && !stopping) {
         struct pollfd pfd = {.fd = ns, .events = POLLIN};
         if (poll(&pfd, 1, 100) == 1) {
             char msg[512];
@@ -1452,7 +1100,7 @@ static void test_sd_notify(void **state)
     assert_true(watchdog);
     assert_true(status);
     assert_true(stopping);
-    assert_int_equal(stop(&dp), 0);
+    assert_int_equal(jqt_daemon_stop(&dp), 0);
     close(ns);
 }
 

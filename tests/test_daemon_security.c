@@ -47,7 +47,7 @@
 
 #include "judgeq.h"
 #include "daemon.h"
-#include "daemon_proc.h"
+#include "daemon_harness.h"
 #include "judgeq.pb-c.h"
 #include "paths.h"
 
@@ -61,13 +61,6 @@
 static char dir[64];        /* /tmp/judgeq-sec-XXXXXX, mode 0711 */
 static char soft[160];      /* dir/soft.gguf: the daemon's --soft */
 static char allowed[160];   /* dir/allowed: the --allow-path prefix */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void sh_ok(const char *cmd)
 {
@@ -84,14 +77,7 @@ static void sh_ok(const char *cmd)
 typedef struct sandbox sandbox;
 static int sandbox_enter(const sandbox *sb);
 
-static const char *judgeqd_bin(void)
-{
-    static char path[4096];
-    snprintf(path, sizeof path, "%s/bin/judgeqd", getenv("JUDGEQ_BUILD"));
-    return path;
-}
-
-/* tests/daemon_proc.c's hook: the unit's sandbox, entered by the child */
+/* the harness's before_exec hook: the unit's sandbox, entered by the child */
 static int enter_hook(void *arg)
 {
     /* LeakSanitizer stops the world with ptrace at exit, which
@@ -107,42 +93,29 @@ static int enter_hook(void *arg)
 }
 
 /* judgeqd on dir/NAME.sock (2 threads, debug log) with extra args
- * (NULL-ended); with listen_fd > 0 the socket comes as fd 3 through
+ * (NULL-ended); with `activate` the socket comes as fd 3 through
  * LISTEN_FDS, and with sb the child enters that sandbox before exec.
  * Returns once it answers a Ping. */
 static void start(jqt_daemon *dp, const char *name, const char *const *extra,
-                  int listen_fd, sandbox *sb)
+                  bool activate, sandbox *sb)
 {
-    const char *args[32] = {"--threads", "2", "--log-level", "debug"};
-    int n = 4;
+    const char *args[32] = {"--threads", "2"};
+    int n = 2;
     for (int i = 0; extra && extra[i] && n < 31; i++)
         args[n++] = extra[i];
     args[n] = NULL;
-    jqt_daemon_opts o = {.dir = dir,
-                         .listen_fd = listen_fd,
-                         .before_exec = sb ? enter_hook : NULL,
-                         .arg = sb};
-    jqt_daemon_start_opts(dp, name, jqt_model_path(MODEL), args, &o);
+    const jqt_daemon_opts o = {.dir = dir,
+                               .activate = activate,
+                               .before_exec = sb ? enter_hook : NULL,
+                               .arg = sb};
+    jqt_daemon_start(dp, name, jqt_model_path(MODEL), args, &o);
 }
 
-/* SIGTERM: the daemon must exit 0 (the log is shown when it does not). */
+/* SIGTERM: the daemon must exit 0 (the harness shows the log when it
+ * does not). */
 static void stop_ok(jqt_daemon *dp)
 {
-    int st = jqt_daemon_stop(dp);
-    if (st != 0) {
-        char *log = jqt_read_file(dp->log, NULL);
-        fail_msg("judgeqd status 0x%x after SIGTERM; its log:\n%s", st,
-                 log ? log : "(none)");
-    }
-}
-
-static judgeq_conn *connect_ok(const jqt_daemon *dp)
-{
-    judgeq_conn *c;
-    if (judgeq_connect(dp->sock, 2000, &c) != JUDGEQ_OK)
-        fail_msg("connect %s: %s", dp->sock, judgeq_errmsg(c));
-    judgeq_set_timeout(c, 30000);
-    return c;
+    assert_int_equal(jqt_daemon_stop(dp), 0);
 }
 
 /* A prefill of PROMPT with judgeq eviction and the client's soft_path
@@ -177,25 +150,10 @@ static void expect_refused(judgeq_conn *c, const char *path, int code,
 /* The "tokens" of a judgeq CLI command's --json output. */
 static size_t cli_tokens(const char *args, int32_t *out, size_t cap)
 {
-    char *cmd = jqt_fmt("'%s' %s --json", jqt_judgeq_bin(), args);
-    int rc;
-    char *err = NULL;
-    char *o = jqt_run(cmd, &rc, &err);
-    if (rc != 0)
-        fail_msg("%s: exit %d: %s", cmd, rc, err ? err : "");
-    json_error_t je;
-    json_t *root = json_loads(o, 0, &je);
-    if (!root)
-        fail_msg("%s: not JSON: %s", cmd, o);
-    json_t *toks = json_object_get(root, "tokens");
-    size_t n = json_array_size(toks);
-    assert_true(n > 0 && n <= cap);
-    for (size_t i = 0; i < n; i++)
-        out[i] = (int32_t)json_integer_value(json_array_get(toks, i));
+    json_t *root = jqt_judgeq_json(args);
+    size_t n = jqt_json_tokens(root, out, cap);
+    assert_true(n > 0);
     json_decref(root);
-    free(o);
-    free(err);
-    free(cmd);
     return n;
 }
 
@@ -371,8 +329,8 @@ static void test_no_allow_path_opens_nothing(void **state)
     (void)state;
     jqt_daemon dp = {0};
     const char *extra[] = {"--soft", soft, NULL};
-    start(&dp, "closed", extra, -1, NULL);
-    judgeq_conn *c = connect_ok(&dp);
+    start(&dp, "closed", extra, false, NULL);
+    judgeq_conn *c = jqt_connect(&dp);
     char *p = jqt_fmt("%s/client.gguf", allowed);
     expect_refused(c, p, JUDGEQ_ERR_PERMISSION_DENIED, p);
     expect_refused(c, p, JUDGEQ_ERR_PERMISSION_DENIED, "without --allow-path");
@@ -393,7 +351,7 @@ static void test_allow_path(void **state)
     (void)state;
     jqt_daemon dp = {0};
     const char *extra[] = {"--allow-path", allowed, NULL};
-    start(&dp, "allow", extra, -1, NULL);
+    start(&dp, "allow", extra, false, NULL);
     char *client = jqt_fmt("%s/client.gguf", allowed);
     /* relative --soft: the CLI sends it made absolute */
     char *rel = jqt_fmt("cd '%s' && '%s' --socket '%s' generate -p '%s' -n 4 "
@@ -404,7 +362,7 @@ static void test_allow_path(void **state)
     free(rel);
     check_judgeq_generation(&dp, client, client);
 
-    judgeq_conn *c = connect_ok(&dp);
+    judgeq_conn *c = jqt_connect(&dp);
     struct {
         const char *fmt;
         int code;
@@ -464,7 +422,7 @@ static void test_allow_path_startup_errors(void **state)
     (void)state;
     char *cmd = jqt_fmt("'%s' --model '%s' --socket '%s/x.sock' --allow-path "
                         "'%s/nonexistent' 2>&1",
-                        judgeqd_bin(), jqt_model_path(MODEL), dir, dir);
+                        jqt_judgeqd_bin(), jqt_model_path(MODEL), dir, dir);
     int rc;
     char *out = jqt_run(cmd, &rc, NULL);
     assert_int_equal(rc, 1);
@@ -473,7 +431,7 @@ static void test_allow_path_startup_errors(void **state)
     free(out);
     free(cmd);
     char *many = jqt_fmt("'%s' --model '%s' --socket '%s/x.sock'",
-                         judgeqd_bin(), jqt_model_path(MODEL), dir);
+                         jqt_judgeqd_bin(), jqt_model_path(MODEL), dir);
     for (int i = 0; i <= JQ_STR_LIST_MAX; i++) {
         char *m = jqt_fmt("%s --allow-path /", many);
         free(many);
@@ -547,26 +505,9 @@ static int create_kept(judgeq_conn *c, uint64_t sid)
  * KV leaves through an export. */
 static int try_foreign(judgeq_conn *c, uint64_t sid)
 {
-    judgeq_generate_opts go;
-    judgeq_generate_opts_init(&go);
-    go.max_tokens = 2;
     judgeq_prefill_input in = {.text = "Once"};
-    uint64_t f;
-    int fd = -1;
-    int rcs[] = {
-        judgeq_prefill(c, sid, &in, NULL),
-        judgeq_generate(c, sid, &go, NULL, NULL, NULL),
-        judgeq_fork(c, sid, &f),
-        judgeq_export_kv(c, sid, &fd, NULL),
-        judgeq_session_close(c, sid),
-    };
-    for (int i = 0; i < 5; i++)
-        if (rcs[i] != JUDGEQ_ERR_PERMISSION_DENIED) {
-            fprintf(stderr, "uid %d, call %d: %s %s\n", (int)getuid(), i,
-                    judgeq_status_name(rcs[i]), judgeq_errmsg(c));
-            return 10 + i;
-        }
-    return fd == -1 ? 0 : 20;
+    int failed = jqt_foreign_session_try(c, sid, &in);
+    return failed < 0 ? 0 : 10 + failed;
 }
 
 /* The owner on a new connection may use its kept session. */
@@ -598,7 +539,7 @@ static void test_socket_mode_and_owners(void **state)
     }
     mode_t old = umask(0);
     jqt_daemon dp = {0};
-    start(&dp, "owners", NULL, -1, NULL);
+    start(&dp, "owners", NULL, false, NULL);
     umask(old);
     struct stat st;
     assert_int_equal(lstat(dp.sock, &st), 0);
@@ -679,40 +620,12 @@ static void test_kv_prefix_sealed(void **state)
 
 /* ------------------------------------------------------ hostile frames */
 
-static long proc_status_kib(pid_t pid, const char *key)
-{
-    char *path = jqt_fmt("/proc/%d/status", (int)pid);
-    char *st = jqt_read_file(path, NULL);
-    free(path);
-    const char *p = st ? strstr(st, key) : NULL;
-    long kib = p ? strtol(p + strlen(key), NULL, 10) : -1;
-    free(st);
-    return kib;
-}
-
-static void write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        assert_true(w > 0);
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
+/* Reads n bytes of a reply (bounded). */
 static void read_all(int fd, uint8_t *p, size_t n)
 {
-    while (n) {
-        ssize_t r = read(fd, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            fail_msg("no reply (%s)", r < 0 ? strerror(errno) : "EOF");
-        p += r;
-        n -= (size_t)r;
-    }
+    int r = jqt_wire_read_try(fd, p, n, jqt_io_timeout_ms(), NULL);
+    if (r != 1)
+        fail_msg("no reply (%s)", r == -2 ? "timeout" : "EOF");
 }
 
 /* 8 MiB of 3-byte unknown fields: protobuf-c would allocate ~240 MiB for
@@ -722,14 +635,9 @@ static void test_unknown_field_flood(void **state)
 {
     (void)state;
     jqt_daemon dp = {0};
-    start(&dp, "flood", NULL, -1, NULL);
-    long hwm0 = proc_status_kib(dp.pid, "VmHWM:");
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%.100s", dp.sock);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    struct timeval tv = {30, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    start(&dp, "flood", NULL, false, NULL);
+    long hwm0 = jqt_proc_status(dp.pid, "VmHWM:");
+    int fd = jqt_wire_connect(dp.sock);
     const size_t n = (8u << 20) / 3 * 3;
     uint8_t *frame = malloc(n + 4);
     assert_non_null(frame);
@@ -742,7 +650,7 @@ static void test_unknown_field_flood(void **state)
         frame[5 + i] = 0x01;
         frame[6 + i] = 0x00;
     }
-    write_all(fd, frame, n + 4);
+    jqt_wire_write(fd, frame, n + 4);
     free(frame);
     uint8_t hdr[4];
     read_all(fd, hdr, 4);
@@ -757,7 +665,7 @@ static void test_unknown_field_flood(void **state)
     if (!strstr(r->message, "needs more than"))
         fail_msg("reply: %s", r->message);
     judgeq__response__free_unpacked(r, NULL);
-    long hwm1 = proc_status_kib(dp.pid, "VmHWM:");
+    long hwm1 = jqt_proc_status(dp.pid, "VmHWM:");
     printf("daemon peak RSS %ld KiB before an 8 MiB unknown-field frame, %ld "
            "KiB after\n", hwm0, hwm1);
     /* the frame is buffered (8 MiB) and decoding may spend 48 MiB before
@@ -1070,23 +978,14 @@ static void test_runs_under_unit_sandbox(void **state)
         fail_msg("sandboxed probe: exit %d", WEXITSTATUS(st));
 
     /* socket activation, as judgeqd.socket does it */
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    snprintf(path, sizeof path, "%.64s/sandbox.sock", dir);
-    unlink(path);
-    int ls = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(ls, 16), 0);
     jqt_daemon dp = {0};
     const char *extra[] = {"--soft", soft, "--allow-path", allowed, NULL};
-    start(&dp, "sandbox", extra, ls, &sb);
-    close(ls);
+    start(&dp, "sandbox", extra, true, &sb);
 
     /* what the kernel says about the daemon */
-    assert_int_equal(proc_status_kib(dp.pid, "Seccomp:"), 2);
-    assert_true(proc_status_kib(dp.pid, "Seccomp_filters:") >= 4);
-    assert_int_equal(proc_status_kib(dp.pid, "NoNewPrivs:"), 1);
+    assert_int_equal(jqt_proc_status(dp.pid, "Seccomp:"), 2);
+    assert_true(jqt_proc_status(dp.pid, "Seccomp_filters:") >= 4);
+    assert_int_equal(jqt_proc_status(dp.pid, "NoNewPrivs:"), 1);
     char *sp = jqt_fmt("/proc/%d/status", (int)dp.pid);
     char *status = jqt_read_file(sp, NULL);
     assert_non_null(strstr(status, "\nCapEff:\t0000000000000000\n"));
@@ -1100,7 +999,7 @@ static void test_runs_under_unit_sandbox(void **state)
     char *client = jqt_fmt("%s/client.gguf", allowed);
     check_judgeq_generation(&dp, client, client);
     free(client);
-    judgeq_conn *c = connect_ok(&dp);
+    judgeq_conn *c = jqt_connect(&dp);
     judgeq_server_info info;
     assert_int_equal(judgeq_hello(c, "sandbox", &info), JUDGEQ_OK);
     assert_int_equal(info.model.n_soft_tokens, 2);
@@ -1141,16 +1040,8 @@ static void test_runs_under_unit_sandbox(void **state)
     judgeq_stats_free(&stats);
     /* SIGHUP: the soft tokens are read again, from the read-only disk */
     kill(dp.pid, SIGHUP);
-    double t0 = now_s();
-    for (;;) {
-        char *log = jqt_read_file(dp.log, NULL);
-        bool reloaded = log && strstr(log, "SIGHUP: reloaded 2 soft tokens");
-        free(log);
-        if (reloaded)
-            break;
-        assert_true(now_s() - t0 < 10);
-        usleep(10000);
-    }
+    assert_true(
+        jqt_daemon_log_wait(&dp, "SIGHUP: reloaded 2 soft tokens", 10));
     assert_int_equal(judgeq_ping(c, NULL), JUDGEQ_OK);
     judgeq_close(c);
     stop_ok(&dp);

@@ -27,8 +27,7 @@
 /* A client that asks for ~1 MB of replies and reads none of them. */
 static int stalled_reader(const jqt_daemon *d)
 {
-    int fd = jqt_wire_connect_try(d->sock);
-    assert_true(fd >= 0);
+    int fd = jqt_wire_connect(d->sock);
     int small = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     jqt_wire_tokenize_flood(fd, N_TOKENIZE, 1); /* stops if dropped */
@@ -97,7 +96,7 @@ static judgeq_conn *start(jqt_daemon *d, const char *name, const char *option,
                           const char *value)
 {
     const char *const extra[] = {"--threads", "2", option, value, NULL};
-    jqt_daemon_start(d, name, jqt_model_path(MODEL), extra);
+    jqt_daemon_start(d, name, jqt_model_path(MODEL), extra, NULL);
     return jqt_connect(d);
 }
 
@@ -151,32 +150,21 @@ static void test_stalled_reader_dropped(void **state)
     assert_int_equal(jqt_daemon_stop(&d), 0);
 }
 
-/* A Ping frame, serialized with its length prefix (len bytes in buf). */
-static size_t ping_frame(uint8_t *buf, size_t cap)
+/* A Ping frame, serialized with its length prefix (malloc'd, *n bytes). */
+static uint8_t *ping_frame(size_t *n)
 {
-    Judgeq__Request q = JUDGEQ__REQUEST__INIT;
-    Judgeq__Ping p = JUDGEQ__PING__INIT;
-    p.has_nonce = 1;
-    p.nonce = 0x0123456789abcdefull;
-    q.has_id = 1;
-    q.id = 77;
-    q.body_case = JUDGEQ__REQUEST__BODY_PING;
-    q.ping = &p;
-    size_t n = judgeq__request__get_packed_size(&q);
-    assert_true(n + 4 <= cap);
-    judgeq__request__pack(&q, buf + 4);
-    for (int i = 0; i < 4; i++)
-        buf[i] = (uint8_t)(n >> (8 * i));
-    return n + 4;
-}
-
-static void send_raw(int fd, const uint8_t *buf, size_t n)
-{
-    assert_int_equal(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+    Judgeq__Request q;
+    Judgeq__Ping p;
+    jqt_req_ping(&q, &p, 77, 0x0123456789abcdefull);
+    uint8_t *frame = jqt_wire_frame(&q, n);
+    assert_non_null(frame);
+    return frame;
 }
 
 typedef struct {
     int fd;
+    const uint8_t *frame; /* what to send, n bytes */
+    size_t n;
     bool cut; /* a send failed: the daemon had closed */
 } trickle_arg;
 
@@ -185,10 +173,8 @@ typedef struct {
 static void *trickle_main(void *p)
 {
     trickle_arg *t = p;
-    uint8_t buf[64];
-    size_t n = ping_frame(buf, sizeof buf);
-    for (size_t i = 0; i < n; i++) {
-        if (send(t->fd, buf + i, 1, MSG_NOSIGNAL) != 1) {
+    for (size_t i = 0; i < t->n; i++) {
+        if (send(t->fd, t->frame + i, 1, MSG_NOSIGNAL) != 1) {
             t->cut = true;
             break;
         }
@@ -223,17 +209,16 @@ static void test_half_frame_timed_out(void **state)
     (void)state;
     jqt_daemon d;
     judgeq_conn *obs = start(&d, "half", "--frame-timeout-ms", "500");
-    uint8_t frame[64];
-    size_t n = ping_frame(frame, sizeof frame);
+    size_t n;
+    uint8_t *frame = ping_frame(&n);
 
-    int idle = jqt_wire_connect_try(d.sock);
-    int half_header = jqt_wire_connect_try(d.sock);
-    int half_payload = jqt_wire_connect_try(d.sock);
-    trickle_arg trickle = {.fd = jqt_wire_connect_try(d.sock)};
-    assert_true(idle >= 0 && half_header >= 0 && half_payload >= 0 &&
-                trickle.fd >= 0);
-    send_raw(half_header, frame, 2);
-    send_raw(half_payload, frame, n - 3);
+    int idle = jqt_wire_connect(d.sock);
+    int half_header = jqt_wire_connect(d.sock);
+    int half_payload = jqt_wire_connect(d.sock);
+    trickle_arg trickle = {.fd = jqt_wire_connect(d.sock), .frame = frame,
+                           .n = n};
+    jqt_wire_write(half_header, frame, 2);
+    jqt_wire_write(half_payload, frame, n - 3);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, trickle_main, &trickle), 0);
     double t0 = jqt_now();
@@ -258,7 +243,7 @@ static void test_half_frame_timed_out(void **state)
 
     /* idle between frames for well over the timeout: still served */
     usleep(1500 * 1000);
-    send_raw(idle, frame, n);
+    jqt_wire_write(idle, frame, n);
     Judgeq__Response *r;
     assert_int_equal(jqt_wire_recv_try(idle, jqt_io_timeout_ms(), &r, NULL),
                      JQT_FRAME_OK);
@@ -269,6 +254,7 @@ static void test_half_frame_timed_out(void **state)
     close(half_header);
     close(half_payload);
     close(trickle.fd);
+    free(frame);
     judgeq_close(obs);
     assert_int_equal(jqt_daemon_stop(&d), 0);
 }
@@ -282,9 +268,10 @@ static void test_unread_last_reply(void **state)
     jqt_daemon d;
     judgeq_conn *obs = start(&d, "unread", "--frame-timeout-ms", "500");
     int fd = stalled_reader(&d);
-    uint8_t frame[64];
-    ping_frame(frame, sizeof frame);
-    send_raw(fd, frame, 3);
+    size_t n;
+    uint8_t *frame = ping_frame(&n);
+    jqt_wire_write(fd, frame, 3);
+    free(frame);
     if (!jqt_daemon_log_wait(&d, "did not read its last reply within "
                                  "--frame-timeout-ms 500; closing it",
                              120)) {

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,41 @@ char *jqt_run(const char *cmdline, int *status, char **err_out)
     free(full);
     assert_non_null(out);
     return out;
+}
+
+json_t *jqt_run_json(const char *cmdline)
+{
+    int rc;
+    char *err = NULL;
+    char *out = jqt_run(cmdline, &rc, &err);
+    if (rc != 0)
+        fail_msg("%s: exit %d: %s", cmdline, rc, err ? err : "");
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    if (!j)
+        fail_msg("%s: stdout is not JSON (%s): %s", cmdline, je.text, out);
+    free(out);
+    free(err);
+    return j;
+}
+
+json_t *jqt_judgeq_json(const char *args)
+{
+    char *cmd = jqt_fmt("'%s' %s --json", jqt_judgeq_bin(), args);
+    json_t *j = jqt_run_json(cmd);
+    free(cmd);
+    return j;
+}
+
+size_t jqt_json_tokens(const json_t *doc, int32_t *out, size_t cap)
+{
+    const json_t *toks = json_object_get(doc, "tokens");
+    size_t n = json_array_size(toks);
+    if (n > cap)
+        fail_msg("%zu tokens, room for %zu", n, cap);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (int32_t)json_integer_value(json_array_get(toks, i));
+    return n;
 }
 
 char *jqt_judgeq(const char *args, int *status, char **err_out)

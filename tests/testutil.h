@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+struct json_t; /* jansson's json_t */
+
 /* Full path of a model in JUDGEQ_TEST_MODELS. A missing file fails the
  * current test with a message naming where it looked (never a skip).
  * Returns a static buffer (overwritten by the next call). */
@@ -30,6 +32,15 @@ const char *jqt_tmpdir(void);
  * and stores the exit status (or 128+signal) in *status. stderr goes to
  * *err_out when non-NULL (malloc'd), else is discarded. */
 char *jqt_run(const char *cmdline, int *status, char **err_out);
+/* Runs a shell command line that must exit 0 and print one JSON document
+ * (a `judgeq ... --json`); returns it parsed (json_decref it). Anything
+ * else fails the test, quoting the command, its exit status and stderr. */
+struct json_t *jqt_run_json(const char *cmdline);
+/* `judgeq ARGS --json` through jqt_run_json. */
+struct json_t *jqt_judgeq_json(const char *args);
+/* The "tokens" array of a --json document into out; fails the test when
+ * there are more than cap. Returns how many. */
+size_t jqt_json_tokens(const struct json_t *doc, int32_t *out, size_t cap);
 /* Runs the judgeq binary with args (shell words); like jqt_run. */
 char *jqt_judgeq(const char *args, int *status, char **err_out);
 /* Runs judgeq with args, failing the test (with its stderr) unless it
