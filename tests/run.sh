@@ -44,6 +44,10 @@ for bin in "$@"; do
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
     f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
     p=${p:-0}; f=${f:-0}
+    # cmocka 1.1 reports a failed group setup/teardown (e.g. a daemon that
+    # did not exit 0 after SIGTERM) only as this line, with exit status 0
+    g=$(grep -c '^\[  FAILED  \] GROUP \(SETUP\|TEARDOWN\)' "$log")
+    f=$((f + g))
     reports=$(ls "$tmp"/san/report.* 2>/dev/null)
     # a sanitizer's exit code alone is one failure; its reports count below
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && [ -z "$reports" ]; then f=1; fi
