@@ -27,9 +27,9 @@ void jq_ref_gemm(uint32_t type, const void *W, int64_t K, const float *X,
  * (bench/kernel_bench.c --gemm, PERFORMANCE.md). */
 #define HALF_GEMM_MIN_ROWS 4
 
-void jq_gemm(uint32_t type, const void *W, int64_t K, const float *X,
-             int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1,
-             float *scratch)
+void jq_gemm_blas(uint32_t type, const void *W, int64_t K, const float *X,
+                  int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1,
+                  float *scratch)
 {
     if (M <= 0 || n1 <= n0)
         return;
@@ -41,14 +41,6 @@ void jq_gemm(uint32_t type, const void *W, int64_t K, const float *X,
     }
     /* OpenBLAS's ints are 32-bit in Debian's build; dimensions of one model's
      * tensors fit easily, and the engine never batches past 2^31 rows. */
-    if ((type == JQ_TYPE_F16 || type == JQ_TYPE_BF16) && JQ_USE_AVX512()) {
-        if (M >= HALF_GEMM_MIN_ROWS)
-            jq_avx512_gemm_half(type, W, K, X, M, Y, ldy, n0, n1, scratch);
-        else
-            for (int64_t i = 0; i < M; i++)
-                jq_avx512_matvec(type, W, K, X + i * K, Y + i * ldy, n0, n1);
-        return;
-    }
     if (type == JQ_TYPE_F32) {
         jq_blas_sgemm_nt((int)M, (int)(n1 - n0), (int)K, X, (int)K,
                          (const float *)W + n0 * K, (int)K, Y + n0, (int)ldy);
@@ -65,4 +57,19 @@ void jq_gemm(uint32_t type, const void *W, int64_t K, const float *X,
         jq_blas_sgemm_nt((int)M, (int)rows, (int)K, X, (int)K, scratch,
                          (int)K, Y + p, (int)ldy);
     }
+}
+
+void jq_gemm(uint32_t type, const void *W, int64_t K, const float *X,
+             int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1,
+             float *scratch)
+{
+    if ((type == JQ_TYPE_F16 || type == JQ_TYPE_BF16) && JQ_USE_AVX512()) {
+        if (M >= HALF_GEMM_MIN_ROWS)
+            jq_avx512_gemm_half(type, W, K, X, M, Y, ldy, n0, n1, scratch);
+        else
+            for (int64_t i = 0; i < M; i++)
+                jq_avx512_matvec(type, W, K, X + i * K, Y + i * ldy, n0, n1);
+        return;
+    }
+    jq_gemm_blas(type, W, K, X, M, Y, ldy, n0, n1, scratch);
 }

@@ -245,6 +245,11 @@ size_t jq_gemm_q_scratch_bytes(uint32_t type, int64_t K);
 void jq_gemm(uint32_t type, const void *W, int64_t K, const float *X,
              int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1,
              float *scratch);
+/* jq_gemm's OpenBLAS path for every type (what it does for all but F16
+ * and BF16 on AVX-512): kept callable for bench/kernel_bench.c. */
+void jq_gemm_blas(uint32_t type, const void *W, int64_t K, const float *X,
+                  int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1,
+                  float *scratch);
 
 /* ------------------------------------------------ element-wise and norms */
 
