@@ -2,7 +2,7 @@
  * kernels, per weight type (`make bench-kernels` builds and runs it).
  *
  *   build/bench/kernel_bench [--threads N] [--gib G] [--reps R] [--quick]
- *                            [--hot] [--gemm]
+ *                            [--hot] [--gemm] [--type T] [--mnk M,N,K]
  *
  * GEMV: a 2048 x 8192 matrix (2048 rows of 8192 weights: the shape of
  * Llama-3.2-1B's ffn_down) per type and path, timed over enough copies
@@ -16,14 +16,18 @@
  *   vnni      jq_avx512_matvec_q, int8 activation (quantized once per
  *             product, by thread 0, included in the time)
  *   bf16dp    jq_avx512_matvec_bf16_dp (activation rounded to BF16)
- * --quick skips the (slow) scalar references; --gemm runs only the GEMMs.
+ * --quick skips the (slow) scalar references; --gemm runs only the GEMMs;
+ * --type T only weight type T (f32, f16, bf16, q8_0, ...).
  * --hot: 128 rows and a single copy (1 MB for Q8_0, in L2): what the
  * kernels can compute when memory is not the limit.
- * GEMM: M = 512 prompt rows, K = 2048, N = 2048 (the q projection), the
- * output columns split across threads in panels of 64 as engine/forward.c
- * does; GFLOP/s = 2 M N K / time. Paths: sgemm (jq_gemm: F32 weights
- * directly, others dequantized to F32 per 64-row panel, then OpenBLAS)
- * and vnni (jq_avx512_gemm_q; activation quantization included).
+ * GEMM: M = 512 prompt rows, K = 2048, N = 2048 (the q projection; --mnk
+ * sets others, K a multiple of 256), the output columns split across
+ * threads in panels of 64 as engine/forward.c does; GFLOP/s = 2 M N K /
+ * time. Paths: sgemm (jq_gemm_blas: F32 weights directly, others
+ * dequantized to F32 per 64-row panel, then OpenBLAS), half
+ * (jq_avx512_gemm_half: F32/F16/BF16 weights packed as F32, FMA
+ * micro-kernel; what jq_gemm uses for F16 and BF16) and vnni
+ * (jq_avx512_gemm_q; activation quantization included).
  *
  * Compare GEMV GB/s with bench/stream_read.c's read bandwidth at the same
  * thread count. The machine is shared and virtualised: run it twice and

@@ -20,35 +20,17 @@
  * address, guard values after Y, in Y's padding columns, outside the
  * column range and after the scratch; results that do not depend on the
  * column range or on which rows are in the batch (so threads splitting
- * the columns give the single-threaded result bit for bit), checked with
- * two threads running at once.
+ * the columns give the single-threaded result bit for bit).
  */
 #include "kernels.h"
 #include "testutil.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define GUARD_BITS 0x7fa5a5a5u /* a NaN payload no kernel computes */
-#define NGUARD 32
-
-static float guard_value(void)
-{
-    float f;
-    uint32_t u = GUARD_BITS;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static bool is_guard(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u == GUARD_BITS;
-}
+#define NGUARD 32 /* guard values (testutil.h) after each output */
 
 static bool same_bits(float a, float b)
 {
@@ -97,7 +79,7 @@ static float *alloc_scratch(int64_t K)
     float *s = aligned_alloc(64, ((n + NGUARD + 1) * sizeof(float) + 63) / 64 * 64);
     assert_non_null(s);
     for (size_t i = 1; i < n + NGUARD + 1; i++)
-        s[i] = guard_value();
+        s[i] = jqt_guard();
     return s + 1;
 }
 
@@ -110,7 +92,7 @@ static void check_scratch_guard(const float *s, int64_t K, const char *what)
 {
     const size_t n = (size_t)JQ_GEMM_PANEL * (size_t)(K > 0 ? K : 1);
     for (size_t i = n; i < n + NGUARD; i++)
-        if (!is_guard(s[i]))
+        if (!jqt_is_guard(s[i]))
             fail_msg("%s: scratch written past JQ_GEMM_PANEL x K floats", what);
 }
 
@@ -121,7 +103,7 @@ static float *alloc_y(int64_t M, int64_t ldy)
     float *y = malloc(n * sizeof(float));
     assert_non_null(y);
     for (size_t i = 0; i < n; i++)
-        y[i] = guard_value();
+        y[i] = jqt_guard();
     return y;
 }
 
@@ -132,11 +114,11 @@ static void check_y_guards(const float *y, int64_t M, int64_t ldy, int64_t n0,
 {
     for (int64_t i = 0; i < M; i++)
         for (int64_t n = 0; n < ldy; n++)
-            if ((n < n0 || n >= n1) && !is_guard(y[i * ldy + n]))
+            if ((n < n0 || n >= n1) && !jqt_is_guard(y[i * ldy + n]))
                 fail_msg("%s: Y[%lld][%lld] outside the columns written", what,
                          (long long)i, (long long)n);
     for (int64_t g = 0; g < NGUARD; g++)
-        if (!is_guard(y[M * ldy + g]))
+        if (!jqt_is_guard(y[M * ldy + g]))
             fail_msg("%s: guard %lld after Y overwritten", what, (long long)g);
 }
 
@@ -240,7 +222,7 @@ static void test_empty_sum(void **state)
     uint16_t w[1] = {0};
     for (size_t t = 0; t < 3; t++) {
         for (int i = 0; i < 2 * 5; i++)
-            y[i] = guard_value();
+            y[i] = jqt_guard();
         jq_avx512_gemm_half(types[t], w, 0, X, 2, y, 5, 1, 4, s);
         check_y_guards(y, 2, 5, 1, 4, "K = 0");
         for (int i = 0; i < 2; i++)
@@ -253,41 +235,11 @@ static void test_empty_sum(void **state)
 }
 
 /* Column splits and row subsets give the same bits: what the engine
- * relies on when its threads take different column ranges, and what makes
- * a batch's row independent of the other rows in it. Two threads run at
- * once on the two halves (split at a multiple of 64, as the engine's
- * panels), many times, each with its own scratch. */
-typedef struct {
-    uint32_t type;
-    const void *W;
-    int64_t K, M, N, n0, n1;
-    const float *X;
-    float *Y;
-    float *scratch;
-    const float *want;
-    int iters, mismatches;
-    pthread_barrier_t *barrier;
-} half_job;
-
-static void *half_thread(void *arg)
-{
-    half_job *j = arg;
-    for (int it = 0; it < j->iters; it++) {
-        pthread_barrier_wait(j->barrier);
-        for (int64_t i = 0; i < j->M; i++)
-            for (int64_t n = j->n0; n < j->n1; n++)
-                j->Y[i * j->N + n] = 0;
-        jq_avx512_gemm_half(j->type, j->W, j->K, j->X, j->M, j->Y, j->N,
-                            j->n0, j->n1, j->scratch);
-        for (int64_t i = 0; i < j->M; i++)
-            for (int64_t n = j->n0; n < j->n1; n++)
-                if (!same_bits(j->Y[i * j->N + n], j->want[i * j->N + n]))
-                    j->mismatches++;
-    }
-    return NULL;
-}
-
-static void test_threads_and_rows_agree(void **state)
+ * relies on when its threads take different column ranges (split at
+ * multiples of 64, its panels), and what makes a batch's row independent
+ * of the other rows in it. (test_kernels_linalg's test_gemm_concurrent runs
+ * jq_gemm, so this kernel on AVX-512, in two threads at once.) */
+static void test_ranges_and_rows_agree(void **state)
 {
     (void)state;
     if (!need_avx512())
@@ -297,51 +249,34 @@ static void test_threads_and_rows_agree(void **state)
     const int64_t M = 29, N = 320, K = 520, half = 192;
     for (size_t t = 0; t < 3; t++) {
         const uint32_t type = types[t];
+        const char *name = jq_type_traits_get(type)->name;
         weights m = make_weights(&rng, type, N, K);
         float *X = malloc((size_t)(M * K) * sizeof(float));
         float *want = malloc((size_t)(M * N) * sizeof(float));
         float *Y = malloc((size_t)(M * N) * sizeof(float));
-        float *s0 = alloc_scratch(K), *s1 = alloc_scratch(K);
+        float *s = alloc_scratch(K);
         assert_true(X && want && Y);
         jqt_fill_uniform(&rng, X, (size_t)(M * K), -1, 1);
-        jq_avx512_gemm_half(type, m.w, K, X, M, want, N, 0, N, s0);
+        jq_avx512_gemm_half(type, m.w, K, X, M, want, N, 0, N, s);
 
+        jq_avx512_gemm_half(type, m.w, K, X, M, Y, N, half, N, s);
+        jq_avx512_gemm_half(type, m.w, K, X, M, Y, N, 0, half, s);
+        for (int64_t i = 0; i < M * N; i++)
+            if (!same_bits(Y[i], want[i]))
+                fail_msg("%s: Y[%lld][%lld] differs when the columns are split "
+                         "at %lld", name, (long long)(i / N), (long long)(i % N),
+                         (long long)half);
         /* rows 7.. alone (a different tiling of the rows) */
-        jq_avx512_gemm_half(type, m.w, K, X + 7 * K, M - 7, Y + 7 * N, N, 0, N, s0);
-        for (int64_t i = 7; i < M; i++)
-            for (int64_t n = 0; n < N; n++)
-                if (!same_bits(Y[i * N + n], want[i * N + n]))
-                    fail_msg("%s: row %lld column %lld differs when rows 0-6 "
-                             "are not in the batch", jq_type_traits_get(type)->name,
-                             (long long)i, (long long)n);
-
-        pthread_barrier_t barrier;
-        pthread_barrier_init(&barrier, NULL, 2);
-        half_job jobs[2];
-        for (int h = 0; h < 2; h++)
-            jobs[h] = (half_job){.type = type, .W = m.w, .K = K, .M = M, .N = N,
-                                 .n0 = h ? half : 0, .n1 = h ? N : half,
-                                 .X = X, .Y = Y, .scratch = h ? s1 : s0,
-                                 .want = want, .iters = 20,
-                                 .barrier = &barrier};
-        pthread_t th;
-        assert_int_equal(pthread_create(&th, NULL, half_thread, &jobs[1]), 0);
-        half_thread(&jobs[0]);
-        assert_int_equal(pthread_join(th, NULL), 0);
-        pthread_barrier_destroy(&barrier);
-        if (jobs[0].mismatches || jobs[1].mismatches)
-            fail_msg("%s: two threads on columns [0,%lld) and [%lld,%lld): %d + "
-                     "%d elements differ from one call over all columns",
-                     jq_type_traits_get(type)->name, (long long)half,
-                     (long long)half, (long long)N, jobs[0].mismatches,
-                     jobs[1].mismatches);
-        check_scratch_guard(s0, K, "thread 0");
-        check_scratch_guard(s1, K, "thread 1");
+        jq_avx512_gemm_half(type, m.w, K, X + 7 * K, M - 7, Y + 7 * N, N, 0, N, s);
+        for (int64_t i = 7 * N; i < M * N; i++)
+            if (!same_bits(Y[i], want[i]))
+                fail_msg("%s: Y[%lld][%lld] differs when rows 0-6 are not in "
+                         "the batch", name, (long long)(i / N), (long long)(i % N));
+        check_scratch_guard(s, K, name);
         free(X);
         free(want);
         free(Y);
-        free_scratch(s0);
-        free_scratch(s1);
+        free_scratch(s);
         free(m.mem);
     }
 }
@@ -401,7 +336,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vs_reference),
         cmocka_unit_test(test_empty_sum),
-        cmocka_unit_test(test_threads_and_rows_agree),
+        cmocka_unit_test(test_ranges_and_rows_agree),
         cmocka_unit_test(test_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

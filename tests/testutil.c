@@ -150,3 +150,18 @@ void jqt_fill_uniform(jqt_rng *r, float *x, size_t n, float lo, float hi)
     for (size_t i = 0; i < n; i++)
         x[i] = jqt_rng_uniform(r, lo, hi);
 }
+
+float jqt_guard(void)
+{
+    const uint32_t u = JQT_GUARD_BITS;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+int jqt_is_guard(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u == JQT_GUARD_BITS;
+}
