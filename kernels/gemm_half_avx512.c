@@ -44,7 +44,7 @@
 #define NR 32  /* output columns per micro-panel: two vectors */
 #define MR 12  /* activation rows per micro-tile */
 #define KC 256 /* k per packed slice */
-#define NC 256 /* columns per packed block */
+#define NC 512 /* columns per packed block */
 
 JQ_INLINE __mmask16 lanes(int64_t n) /* the first n (<= 16, >= 0) lanes */
 {

@@ -11,9 +11,10 @@
  * of the exact sum (Higham, Accuracy and Stability, 3.1; gamma_K =
  * K u / (1 - K u), u = 2^-24), so they are within 2 gamma_K sum |x_k w_k|
  * of each other, element by element. A wrong or missing term moves an
- * element by about sum |x_k w_k| / K, far above this bound for the K used
- * here (<= 600: 7e-5 against 1.7e-3 of sum |x_k w_k|). With K = 1 both
- * compute round(x w): exactly equal.
+ * element by about sum |x_k w_k| / K, above this bound for the K used
+ * here (K <= 600: 7e-5 against 1.7e-3 of sum |x_k w_k|; the one K = 2048
+ * case: 2.4e-4 against 4.9e-4), and actual differences are ~sqrt(K) u,
+ * far below it. With K = 1 both compute round(x w): exactly equal.
  *
  * Also: ragged shapes (M, N, K not multiples of the 12 x 32 tile or of the
  * 256-wide K slice, odd and even K, M = 1), weights at an unaligned
@@ -202,10 +203,12 @@ static void test_vs_reference(void **state)
                     if (N > 2 && (a + b + c) % 3 == 0) /* interior columns */
                         one_case(&rng, types[t], M, N, K, 1, N - 1);
                 }
-    /* several column blocks of the packing (256 columns each) and a K
-     * that makes the blocks narrower than 256 (K = 40: 64 x 40 floats of
-     * scratch hold 64 columns) */
+    /* several column blocks of the packing: 512 columns each when the
+     * scratch (64 x K floats) holds 512 x 256 (K = 2048), fewer for
+     * smaller K (K = 300: 64 columns; K = 40: 64 x 40 floats hold 64
+     * columns of a 40-wide slice) */
     for (size_t t = 0; t < 3; t++) {
+        one_case(&rng, types[t], 13, 1100, 2048, 0, 1100);
         one_case(&rng, types[t], 30, 600, 300, 0, 600);
         one_case(&rng, types[t], 30, 600, 300, 64, 577);
         one_case(&rng, types[t], 14, 300, 40, 0, 300);
