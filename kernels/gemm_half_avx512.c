@@ -136,11 +136,36 @@ JQ_INLINE void micro(int mr, const float *xt, const float *pw, int kc,
     }
 }
 
+/* The weights the next pack will read (`rows` rows of `lines` cache lines
+ * from `row0`, `stride` bytes apart), fetched into L2 a few lines before
+ * each micro-kernel call while the current block is multiplied. Read on
+ * demand they came from memory a few rows at a time, at its latency: the
+ * pack took 5-7% of the time (perf), and a burst of prefetches per tile
+ * row stalled on the fill buffers (1.7%). */
+typedef struct {
+    const unsigned char *row0;
+    size_t stride;
+    int rows, lines;
+    int row, line; /* the next line to fetch */
+    int per_call;  /* lines per micro-kernel call */
+} prefetch_plan;
+
+JQ_INLINE void prefetch_some(prefetch_plan *pf)
+{
+    for (int i = 0; i < pf->per_call && pf->row < pf->rows; i++) {
+        _mm_prefetch((const char *)(pf->row0 + (size_t)pf->row * pf->stride +
+                                    (size_t)pf->line * 64),
+                     _MM_HINT_T1);
+        if (++pf->line == pf->lines)
+            pf->line = 0, pf->row++;
+    }
+}
+
 /* Rows [i, i + mr) of X (copied into xt first) against every micro-panel
  * of a packed block. */
 JQ_INLINE void tile_row(int mr, const float *x, int64_t ldx, float *xt,
                         const float *pw, int kc, int nc, float *y,
-                        int64_t ldy, bool accumulate)
+                        int64_t ldy, bool accumulate, prefetch_plan *pf)
 {
     for (int r = 0; r < mr; r++) {
         int k = 0;
@@ -152,29 +177,10 @@ JQ_INLINE void tile_row(int mr, const float *x, int64_t ldx, float *xt,
     }
     for (int p = 0; p * NR < nc; p++) {
         const int left = nc - p * NR;
+        prefetch_some(pf);
         micro(mr, xt, pw + (size_t)p * kc * NR, kc, y + p * NR, ldy,
               accumulate, lanes(left), lanes(left - 16));
     }
-}
-
-/* The weights the next pack will read (rows of `bytes` bytes from `row0`,
- * `stride` apart), fetched into L2 a share at a time while the current
- * block is multiplied: read on demand, they came from memory at the
- * latency of a few rows at a time (the pack took 5-7% of the time). */
-typedef struct {
-    const unsigned char *row0;
-    size_t stride;
-    int rows, lines; /* lines (64 bytes) per row */
-    int next;        /* next line to fetch, row-major over rows x lines */
-} prefetch_plan;
-
-static void prefetch_some(prefetch_plan *pf, int count)
-{
-    const int total = pf->rows * pf->lines;
-    for (int end = pf->next + count; pf->next < end && pf->next < total; pf->next++)
-        _mm_prefetch((const char *)(pf->row0 + (size_t)(pf->next / pf->lines) * pf->stride +
-                                    (size_t)(pf->next % pf->lines) * 64),
-                     _MM_HINT_T1);
 }
 
 static void tiles(const float *X, int64_t ldx, int64_t M, const float *pw,
@@ -182,21 +188,18 @@ static void tiles(const float *X, int64_t ldx, int64_t M, const float *pw,
                   prefetch_plan *pf)
 {
     _Alignas(64) float xt[MR * XS];
-    const int64_t n_tiles = (M + MR - 1) / MR;
-    const int share = (int)((pf->rows * pf->lines + n_tiles - 1) / n_tiles);
+    const int64_t calls = (M + MR - 1) / MR * ((nc + NR - 1) / NR);
+    pf->per_call = (int)(((int64_t)pf->rows * pf->lines + calls - 1) / calls);
     int64_t i = 0;
-    for (; i + MR <= M; i += MR) {
-        prefetch_some(pf, share);
+    for (; i + MR <= M; i += MR)
         tile_row(MR, X + i * ldx, ldx, xt, pw, kc, nc, Y + i * ldy, ldy,
-                 accumulate);
-    }
-    prefetch_some(pf, share);
+                 accumulate, pf);
     const float *x = X + i * ldx;
     float *y = Y + i * ldy;
     switch (M - i) {
 #define TAIL(n)                                                                \
     case n:                                                                    \
-        tile_row(n, x, ldx, xt, pw, kc, nc, y, ldy, accumulate);               \
+        tile_row(n, x, ldx, xt, pw, kc, nc, y, ldy, accumulate, pf);           \
         break;
         TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6)
         TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11)
