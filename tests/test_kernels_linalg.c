@@ -422,7 +422,7 @@ static const uint32_t compute_types[] = {JQ_TYPE_F32, JQ_TYPE_F16,
 
 /* Column counts: every tail shape for plain types; multiples of the block
  * (one block, two, and 4096 + 32) for Q8_0. */
-static const int64_t plain_ns[] = {0, 1, 15, 17, 32, 64, 4097};
+static const int64_t plain_ns[] = {0, 1, 15, 17, 32, 64, 113, 4097};
 static const int64_t block_ns[] = {0, 32, 64, 96, 4096 + 32};
 
 static const int64_t *ns_for(uint32_t type, size_t *count)
@@ -436,7 +436,7 @@ static const int64_t *ns_for(uint32_t type, size_t *count)
 }
 
 /* Tolerances. Both paths multiply the same exactly-converted weights by the
- * same F32 x; only summation order (16 lanes x 2 accumulators vs one
+ * same F32 x; only summation order (16 lanes x 2-4 accumulators vs one
  * running sum) and FMA contraction differ. That error is ~sqrt(n) * eps
  * relative to the row sums, giving NMSE around 1e-13 for n = 4097; 1e-10
  * leaves margin yet still catches a dropped or doubled element (>= 1e-4). */
