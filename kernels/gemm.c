@@ -22,9 +22,9 @@ void jq_ref_gemm(uint32_t type, const void *W, int64_t K, const float *X,
         jq_ref_matvec(type, W, K, X + i * K, Y + i * ldy, n0, n1);
 }
 
-/* Fewer rows than this go through the GEMV, row by row: packing a weight
- * panel costs about as much as a pass of the GEMV over it
- * (bench/kernel_bench.c --gemm, PERFORMANCE.md). */
+/* Fewer rows than this go through the GEMV, row by row: packing weights
+ * from memory costs about three passes of the GEMV over them, so the GEMM
+ * wins from 4 rows (2048 x 8192 BF16, PERFORMANCE.md). */
 #define HALF_GEMM_MIN_ROWS 4
 
 void jq_gemm_blas(uint32_t type, const void *W, int64_t K, const float *X,
