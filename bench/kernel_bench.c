@@ -2,7 +2,7 @@
  * kernels, per weight type (`make bench-kernels` builds and runs it).
  *
  *   build/bench/kernel_bench [--threads N] [--gib G] [--reps R] [--quick]
- *                            [--hot] [--gemm]
+ *                            [--hot] [--gemm] [--type T] [--mnk M,N,K]
  *
  * GEMV: a 2048 x 8192 matrix (2048 rows of 8192 weights: the shape of
  * Llama-3.2-1B's ffn_down) per type and path, timed over enough copies
@@ -16,14 +16,18 @@
  *   vnni      jq_avx512_matvec_q, int8 activation (quantized once per
  *             product, by thread 0, included in the time)
  *   bf16dp    jq_avx512_matvec_bf16_dp (activation rounded to BF16)
- * --quick skips the (slow) scalar references; --gemm runs only the GEMMs.
+ * --quick skips the (slow) scalar references; --gemm runs only the GEMMs;
+ * --type T only weight type T (f32, f16, bf16, q8_0, ...).
  * --hot: 128 rows and a single copy (1 MB for Q8_0, in L2): what the
  * kernels can compute when memory is not the limit.
- * GEMM: M = 512 prompt rows, K = 2048, N = 2048 (the q projection), the
- * output columns split across threads in panels of 64 as engine/forward.c
- * does; GFLOP/s = 2 M N K / time. Paths: sgemm (jq_gemm: F32 weights
- * directly, others dequantized to F32 per 64-row panel, then OpenBLAS)
- * and vnni (jq_avx512_gemm_q; activation quantization included).
+ * GEMM: M = 512 prompt rows, K = 2048, N = 2048 (the q projection; --mnk
+ * sets others, K a multiple of 256), the output columns split across
+ * threads in panels of 64 as engine/forward.c does; GFLOP/s = 2 M N K /
+ * time. Paths: sgemm (jq_gemm_blas: F32 weights directly, others
+ * dequantized to F32 per 64-row panel, then OpenBLAS), half
+ * (jq_avx512_gemm_half: F32/F16/BF16 weights packed as F32, FMA
+ * micro-kernel; what jq_gemm uses for F16 and BF16) and vnni
+ * (jq_avx512_gemm_q; activation quantization included).
  *
  * Compare GEMV GB/s with bench/stream_read.c's read bandwidth at the same
  * thread count. The machine is shared and virtualised: run it twice and
@@ -92,7 +96,7 @@ static void barrier_wait(spin_barrier *b, int *local_sense)
     }
 }
 
-typedef enum { P_REF, P_AVX512, P_VNNI, P_BF16DP, P_GEMM_SGEMM, P_GEMM_VNNI } path;
+typedef enum { P_REF, P_AVX512, P_VNNI, P_BF16DP, P_GEMM_SGEMM, P_GEMM_VNNI, P_GEMM_HALF } path;
 
 typedef struct {
     path p;
@@ -178,9 +182,12 @@ static void run_gemm(worker *wk, int *sense)
         if (n1 > n0)
             jq_avx512_gemm_q(j->type, j->gw, j->gk, j->gxq, j->gm, j->gy, j->gn,
                              n0, n1, wk->scratch);
+    } else if (n1 > n0 && j->p == P_GEMM_HALF) {
+        jq_avx512_gemm_half(j->type, j->gw, j->gk, j->gx, j->gm, j->gy, j->gn,
+                            n0, n1, wk->scratch);
     } else if (n1 > n0) {
-        jq_gemm(j->type, j->gw, j->gk, j->gx, j->gm, j->gy, j->gn, n0, n1,
-                wk->scratch);
+        jq_gemm_blas(j->type, j->gw, j->gk, j->gx, j->gm, j->gy, j->gn, n0,
+                     n1, wk->scratch);
     }
     barrier_wait(&j->bar, sense);
 }
@@ -200,7 +207,7 @@ static void *worker_main(void *arg)
     for (int pass = 0; pass <= j->passes; pass++) { /* pass 0: warm-up */
         barrier_wait(&start_bar, &ssense);
         double t0 = now_s();
-        if (j->p == P_GEMM_SGEMM || j->p == P_GEMM_VNNI)
+        if (j->p >= P_GEMM_SGEMM)
             run_gemm(wk, &sense);
         else
             run_gemv(wk, &sense);
@@ -265,7 +272,7 @@ static unsigned char *quantized_matrix(uint32_t type, int64_t rows, int64_t cols
 
 static const char *path_name(path p)
 {
-    static const char *n[] = {"ref", "avx512", "vnni", "bf16dp", "sgemm", "vnni"};
+    static const char *n[] = {"ref", "avx512", "vnni", "bf16dp", "sgemm", "vnni", "half"};
     return n[p];
 }
 
@@ -344,7 +351,8 @@ int main(int argc, char **argv)
 {
     int threads[2] = {1, 2}, nthreads = 2, reps = 7;
     double gib = 1.0;
-    int quick = 0, gemm_only = 0;
+    int quick = 0, gemm_only = 0, only_type = -1;
+    long long mnk[3] = {512, 2048, 2048};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             threads[0] = atoi(argv[++i]);
@@ -357,11 +365,24 @@ int main(int argc, char **argv)
             quick = 1;
         } else if (!strcmp(argv[i], "--gemm")) {
             gemm_only = 1;
+        } else if (!strcmp(argv[i], "--type") && i + 1 < argc) {
+            only_type = jq_type_from_name(argv[++i]);
+            if (only_type < 0) {
+                fprintf(stderr, "kernel_bench: unknown type %s\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--mnk") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%lld,%lld,%lld", &mnk[0], &mnk[1], &mnk[2]) != 3 ||
+                mnk[0] < 1 || mnk[1] < 1 || mnk[2] < 32 || mnk[2] % 256) {
+                fprintf(stderr, "kernel_bench: --mnk M,N,K (K a multiple of 256)\n");
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--hot")) {
             hot = 1;
             ROWS = 128;
         } else {
-            fprintf(stderr, "usage: %s [--threads N] [--gib G] [--reps R] [--quick] [--hot] [--gemm]\n",
+            fprintf(stderr, "usage: %s [--threads N] [--gib G] [--reps R] [--quick] [--hot] [--gemm]\n"
+                            "          [--type T] [--mnk M,N,K]\n",
                     argv[0]);
             return 2;
         }
@@ -390,7 +411,8 @@ int main(int argc, char **argv)
         {JQ_TYPE_Q6_K, P_VNNI},
     };
     for (size_t i = 0; i < sizeof gemv / sizeof gemv[0] && !gemm_only; i++) {
-        if (quick && gemv[i].p == P_REF)
+        if ((quick && gemv[i].p == P_REF) ||
+            (only_type >= 0 && gemv[i].type != (uint32_t)only_type))
             continue;
         bench_gemv(gemv[i].type, gemv[i].p, gib, gemv[i].p == P_REF ? 3 : reps * (hot ? 20 : 1),
                    threads, nthreads);
@@ -402,15 +424,18 @@ int main(int argc, char **argv)
         uint32_t type;
         path p;
     } gemm[] = {
-        {JQ_TYPE_F32, P_GEMM_SGEMM},  {JQ_TYPE_F16, P_GEMM_SGEMM},
-        {JQ_TYPE_BF16, P_GEMM_SGEMM}, {JQ_TYPE_Q8_0, P_GEMM_SGEMM},
+        {JQ_TYPE_F32, P_GEMM_SGEMM},  {JQ_TYPE_F32, P_GEMM_HALF},
+        {JQ_TYPE_F16, P_GEMM_SGEMM},  {JQ_TYPE_F16, P_GEMM_HALF},
+        {JQ_TYPE_BF16, P_GEMM_SGEMM}, {JQ_TYPE_BF16, P_GEMM_HALF},
+        {JQ_TYPE_Q8_0, P_GEMM_SGEMM},
         {JQ_TYPE_Q8_0, P_GEMM_VNNI},  {JQ_TYPE_Q4_0, P_GEMM_SGEMM},
         {JQ_TYPE_Q4_0, P_GEMM_VNNI},  {JQ_TYPE_Q4_K, P_GEMM_SGEMM},
         {JQ_TYPE_Q4_K, P_GEMM_VNNI},  {JQ_TYPE_Q6_K, P_GEMM_SGEMM},
         {JQ_TYPE_Q6_K, P_GEMM_VNNI},
     };
     for (size_t i = 0; i < sizeof gemm / sizeof gemm[0]; i++)
-        bench_gemm(gemm[i].type, gemm[i].p, 512, 2048, 2048, reps, threads,
-                   nthreads);
+        if (only_type < 0 || gemm[i].type == (uint32_t)only_type)
+            bench_gemm(gemm[i].type, gemm[i].p, mnk[0], mnk[1], mnk[2], reps,
+                       threads, nthreads);
     return 0;
 }

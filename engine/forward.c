@@ -14,6 +14,7 @@
  */
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,7 +242,15 @@ static void split_range(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
     *hi = *lo + per + (ith < extra ? 1 : 0);
 }
 
-/* ---- Y (M x W->rows) = X (M x W->cols) . W^T */
+/* ---- Y (M x W->rows) = X (M x W->cols) . W^T
+ *
+ * The output columns (weight rows) are handed out in chunks from a shared
+ * counter rather than split evenly up front: on a shared machine one of the
+ * threads is often descheduled for a time slice, and with a fixed half each
+ * the other then waited (22% of a BF16 decode's samples were the pool's
+ * spin-wait). Chunk boundaries depend only on the shape and the thread
+ * count, never on which thread takes a chunk, so results are reproducible
+ * run to run. */
 
 typedef struct {
     jq_ctx *c;
@@ -250,38 +259,54 @@ typedef struct {
     int64_t M;
     float *Y;
     const void *xq; /* X quantized for W's type, or NULL (F32 activations) */
+    int64_t chunk;  /* output columns per chunk */
+    _Atomic int64_t next; /* first column of the next chunk to take */
 } linear_job;
+
+/* Columns per chunk. Decode (M == 1): about 512 KB of weights, a multiple
+ * of 4 rows (the GEMV's row group), so a chunk is long enough that taking
+ * it costs nothing and short enough to even out a lost time slice. Prefill:
+ * whole GEMM panels (JQ_GEMM_PANEL columns, dequantized or packed once), as
+ * wide as 512 columns (gemm_half_avx512.c packs 512 at a time; F32: 2048,
+ * as OpenBLAS packs all of X again for every call, which cost 3-5% at
+ * 512) while every thread still gets at least two. */
+static int64_t chunk_columns(const jq_matrix *W, int64_t M, int nth)
+{
+    if (M == 1) {
+        int64_t rows = (int64_t)(((size_t)1 << 19) / (W->row_bytes ? W->row_bytes : 1));
+        rows = rows / 4 * 4;
+        return rows < 16 ? 16 : rows;
+    }
+    int64_t chunk = W->type == JQ_TYPE_F32 ? 2048 : 512;
+    while (chunk > JQ_GEMM_PANEL && W->rows < 2 * (int64_t)nth * chunk)
+        chunk /= 2;
+    return chunk;
+}
 
 static void linear_task(void *arg, int ith, int nth)
 {
+    (void)nth; /* the chunks were sized for the pool's thread count */
     linear_job *j = arg;
     const jq_matrix *W = j->W;
-    if (j->M == 1) {
-        int64_t r0, r1;
-        split_range(W->rows, ith, nth, &r0, &r1);
-        if (r1 <= r0)
+    for (;;) {
+        const int64_t n0 = atomic_fetch_add_explicit(&j->next, j->chunk,
+                                                     memory_order_relaxed);
+        if (n0 >= W->rows)
             return;
-        if (j->xq)
-            jq_matvec_q(W->type, W->data, W->cols, j->xq, j->Y, r0, r1);
-        else
-            jq_matvec(W->type, W->data, W->cols, j->X, j->Y, r0, r1);
-        return;
+        const int64_t n1 = n0 + j->chunk < W->rows ? n0 + j->chunk : W->rows;
+        if (j->M == 1) {
+            if (j->xq)
+                jq_matvec_q(W->type, W->data, W->cols, j->xq, j->Y, n0, n1);
+            else
+                jq_matvec(W->type, W->data, W->cols, j->X, j->Y, n0, n1);
+        } else if (j->xq) {
+            jq_gemm_q(W->type, W->data, W->cols, j->xq, j->M, j->Y, W->rows,
+                      n0, n1, thread_scratch(j->c, ith));
+        } else {
+            jq_gemm(W->type, W->data, W->cols, j->X, j->M, j->Y, W->rows, n0,
+                    n1, thread_scratch(j->c, ith));
+        }
     }
-    /* Whole panels per thread so a quantized panel is dequantized once. */
-    int64_t panels = (W->rows + JQ_GEMM_PANEL - 1) / JQ_GEMM_PANEL;
-    int64_t p0, p1;
-    split_range(panels, ith, nth, &p0, &p1);
-    int64_t n0 = p0 * JQ_GEMM_PANEL, n1 = p1 * JQ_GEMM_PANEL;
-    if (n1 > W->rows)
-        n1 = W->rows;
-    if (n1 <= n0)
-        return;
-    if (j->xq)
-        jq_gemm_q(W->type, W->data, W->cols, j->xq, j->M, j->Y, W->rows, n0,
-                  n1, thread_scratch(j->c, ith));
-    else
-        jq_gemm(W->type, W->data, W->cols, j->X, j->M, j->Y, W->rows, n0, n1,
-                thread_scratch(j->c, ith));
 }
 
 typedef struct {
@@ -308,7 +333,9 @@ static void quantize_task(void *arg, int ith, int nth)
 static void linear(jq_ctx *c, const jq_matrix *W, const float *X, int64_t M,
                    float *Y)
 {
-    linear_job j = {.c = c, .W = W, .X = X, .M = M, .Y = Y};
+    linear_job j = {.c = c, .W = W, .X = X, .M = M, .Y = Y,
+                    .chunk = chunk_columns(W, M, c->n_threads)};
+    atomic_init(&j.next, 0);
     if (jq_act_kind_of(W->type) == JQ_ACT_Q8) {
         quantize_job q = {.c = c, .type = W->type, .X = X, .M = M,
                           .K = W->cols,

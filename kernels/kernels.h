@@ -232,15 +232,24 @@ size_t jq_gemm_q_scratch_bytes(uint32_t type, int64_t K);
 
 /* Y[M x N] (row stride ldy) gets X[M x K] . W^T for the output columns
  * (= weight rows) [n0, n1): Y[i][n] = dot(X[i,:], W[n,:]). W as in
- * jq_matvec (rows of K elements of `type`). F32 weights go straight to
- * cblas_sgemm; other types are dequantized JQ_GEMM_PANEL rows at a time into
- * `scratch` (at least JQ_GEMM_PANEL * K floats) and multiplied by sgemm.
- * OpenBLAS is used single-threaded per call; callers parallelise over
- * disjoint [n0, n1) ranges, and several threads may call at once. */
+ * jq_matvec (rows of K elements of `type`). scratch: at least
+ * JQ_GEMM_PANEL * K floats (64-byte alignment helps). On the AVX-512 path F16 and
+ * BF16 weights use jq_avx512_gemm_half (exact weights, F32 FMAs: differs
+ * from jq_ref_gemm by summation order only; the result of an element does
+ * not depend on M or on [n0, n1)). Otherwise F32 weights go straight to
+ * cblas_sgemm and other types are dequantized JQ_GEMM_PANEL rows at a time
+ * into `scratch` and multiplied by sgemm. OpenBLAS is used single-threaded
+ * per call; callers parallelise over disjoint [n0, n1) ranges, and several
+ * threads may call at once. */
 #define JQ_GEMM_PANEL 64
 void jq_gemm(uint32_t type, const void *W, int64_t K, const float *X,
              int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1,
              float *scratch);
+/* jq_gemm's OpenBLAS path for every type (what it does for all but F16
+ * and BF16 on AVX-512): kept callable for bench/kernel_bench.c. */
+void jq_gemm_blas(uint32_t type, const void *W, int64_t K, const float *X,
+                  int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1,
+                  float *scratch);
 
 /* ------------------------------------------------ element-wise and norms */
 
@@ -509,11 +518,21 @@ void jq_ref_matvec_q(uint32_t type, const void *W, int64_t cols,
 /* Needs AVX-512 VNNI as well (jq_cpu_has_avx512_vnni()). */
 void jq_avx512_matvec_q(uint32_t type, const void *W, int64_t cols,
                         const void *xq, float *y, int64_t r0, int64_t r1);
+/* jq_gemm's specification: every output is jq_ref_matvec's dot (exact
+ * weight conversion, F32 sum in index order). */
+void jq_ref_gemm(uint32_t type, const void *W, int64_t K, const float *X,
+                 int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1);
 void jq_ref_gemm_q(uint32_t type, const void *W, int64_t K, const void *Xq,
                    int64_t M, float *Y, int64_t ldy, int64_t n0, int64_t n1);
 void jq_avx512_gemm_q(uint32_t type, const void *W, int64_t K,
                       const void *Xq, int64_t M, float *Y, int64_t ldy,
                       int64_t n0, int64_t n1, void *scratch);
+/* jq_gemm's product for F32, F16 and BF16 weights with the F32 FMA
+ * micro-kernel of gemm_half_avx512.c (weights converted exactly while
+ * packed); same arguments and scratch as jq_gemm. */
+void jq_avx512_gemm_half(uint32_t type, const void *W, int64_t K,
+                         const float *X, int64_t M, float *Y, int64_t ldy,
+                         int64_t n0, int64_t n1, float *scratch);
 /* BF16 weights times x rounded to BF16 with vdpbf16ps (needs AVX-512 BF16,
  * jq_cpu_has_avx512_bf16()): measured against the exact path, not used by
  * jq_matvec (kernels/quant_avx512.c says why). */

@@ -9,17 +9,21 @@
 
 static double *weights(const jq_matrix *w)
 {
-    /* F32 only: read the floats with memcpy (the mapping is aligned, but a
-     * test helper should not rely on it) */
-    if (w->type != JQ_TYPE_F32)
+    /* The plain float types: F32, and F16 / BF16 converted exactly (the
+     * scalar reference conversion, so a kernel's own is not trusted). */
+    if (w->type != JQ_TYPE_F32 && w->type != JQ_TYPE_F16 &&
+        w->type != JQ_TYPE_BF16)
         return NULL;
     size_t n = (size_t)(w->rows * w->cols);
     double *d = malloc(n * sizeof(double));
-    for (size_t i = 0; i < n; i++) {
-        float f;
-        memcpy(&f, (const char *)w->data + i * 4, 4);
-        d[i] = f;
+    float *row = malloc((size_t)w->cols * sizeof(float));
+    for (int64_t r = 0; r < w->rows; r++) {
+        jq_ref_dequantize_row(w->type, (const char *)w->data + r * w->row_bytes,
+                              row, w->cols);
+        for (int64_t c = 0; c < w->cols; c++)
+            d[r * w->cols + c] = row[c];
     }
+    free(row);
     return d;
 }
 

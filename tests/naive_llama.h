@@ -1,7 +1,7 @@
 /* naive_llama.h — an independent, double-precision llama forward pass for
  * tests: whole attention matrices, no kernels, no KV store. It checks the
- * engine's scoring, eviction and decode against first principles. F32
- * models only (gen-model --type f32, stories260K). */
+ * engine's scoring, eviction and decode against first principles. F32,
+ * F16 and BF16 models (gen-model --type f32|f16|bf16, stories260K). */
 #ifndef JQ_NAIVE_LLAMA_H
 #define JQ_NAIVE_LLAMA_H
 

@@ -156,6 +156,59 @@ static void test_types_agree_with_f32(void **state)
     free(pf);
 }
 
+/* F16 and BF16 models against the double-precision naive reference on the
+ * same weights (converted exactly): the batch path (on AVX-512 the GEMM of
+ * gemm_half_avx512.c, one and two threads) and the decode path (GEMV) add
+ * only F32 rounding, so the logits agree to 1e-4 (1 + rms), the bound the
+ * F32 model meets in test_architectures. The rounding of the weights to
+ * F16/BF16 is not part of this difference (test_types_agree_with_f32
+ * measures that); a kernel that rounded the activations to BF16 would add
+ * ~2^-9 relative per product and fail here. */
+static void test_half_types_vs_naive(void **state)
+{
+    (void)state;
+    const uint32_t types[] = {JQ_TYPE_F16, JQ_TYPE_BF16};
+    for (int t = 0; t < 2; t++) {
+        const char *name = jq_type_traits_get(types[t])->name;
+        char tag[32];
+        snprintf(tag, sizeof tag, "naive-%s", name);
+        jq_gen_model_params p = shape(types[t]);
+        p.n_ff = 520; /* w_down's K spans three 256-wide slices */
+        char *path = gen(tag, p);
+        char err[512];
+        jq_model *m = jq_model_load(path, err, sizeof err);
+        if (!m)
+            fail_msg("%s: %s", tag, err);
+        double *ref = malloc(sizeof(double) * 700);
+        naive_run nr = {.tokens = toks, .n_tokens = NT, .logits_row = NT - 1,
+                        .logits = ref};
+        assert_int_equal(naive_forward(m, &nr), 0);
+        double scale = 0;
+        for (int i = 0; i < 700; i++)
+            scale += ref[i] * ref[i];
+        scale = sqrt(scale / 700);
+        struct { bool batch; int threads; } runs[] = {{true, 1}, {true, 2}, {false, 2}};
+        for (int r = 0; r < 3; r++) {
+            float *l = logits_of(path, toks, NT, runs[r].batch, runs[r].threads);
+            double worst = 0;
+            for (int i = 0; i < 700; i++)
+                worst = fmax(worst, fabs(l[i] - ref[i]));
+            print_message("%s %s, %d threads: max |dlogit| vs naive %.3g (rms %.3g)\n",
+                          name, runs[r].batch ? "batch" : "decode",
+                          runs[r].threads, worst, scale);
+            if (!(worst < 1e-4 * (1 + scale)))
+                fail_msg("%s (%s, %d threads): logits differ from the naive "
+                         "reference by %g (rms %g)", name,
+                         runs[r].batch ? "batch" : "decode", runs[r].threads,
+                         worst, scale);
+            free(l);
+        }
+        free(ref);
+        jq_model_free(m);
+        free(path);
+    }
+}
+
 static void test_thread_counts_agree(void **state)
 {
     (void)state;
@@ -315,6 +368,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_vs_decode_every_type),
         cmocka_unit_test(test_types_agree_with_f32),
+        cmocka_unit_test(test_half_types_vs_naive),
         cmocka_unit_test(test_thread_counts_agree),
         cmocka_unit_test(test_loader_rejects),
         cmocka_unit_test(test_architectures),

@@ -20,17 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A bit pattern no kernel computes from our inputs (a NaN with a payload). */
-#define GUARD_BITS 0x7fa5a5a5u
-#define NGUARD 32
-
-static float guard_value(void)
-{
-    float f;
-    uint32_t u = GUARD_BITS;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+#define NGUARD 32 /* guard values (testutil.h) after each output */
 
 static uint32_t bits_of(float f)
 {
@@ -44,7 +34,7 @@ static float *alloc_guarded(int64_t n)
 {
     float *p = malloc(((size_t)n + NGUARD) * sizeof(float));
     assert_non_null(p);
-    float g = guard_value();
+    float g = jqt_guard();
     for (int64_t i = 0; i < n + NGUARD; i++)
         p[i] = g;
     return p;
@@ -53,7 +43,7 @@ static float *alloc_guarded(int64_t n)
 static void check_guard(const float *p, int64_t n, const char *what)
 {
     for (int64_t i = n; i < n + NGUARD; i++)
-        if (bits_of(p[i]) != GUARD_BITS)
+        if (!jqt_is_guard(p[i]))
             fail_msg("%s: guard element %lld after %lld outputs overwritten",
                      what, (long long)(i - n), (long long)n);
 }
@@ -432,7 +422,7 @@ static const uint32_t compute_types[] = {JQ_TYPE_F32, JQ_TYPE_F16,
 
 /* Column counts: every tail shape for plain types; multiples of the block
  * (one block, two, and 4096 + 32) for Q8_0. */
-static const int64_t plain_ns[] = {0, 1, 15, 17, 32, 64, 4097};
+static const int64_t plain_ns[] = {0, 1, 15, 17, 32, 64, 113, 4097};
 static const int64_t block_ns[] = {0, 32, 64, 96, 4096 + 32};
 
 static const int64_t *ns_for(uint32_t type, size_t *count)
@@ -446,7 +436,7 @@ static const int64_t *ns_for(uint32_t type, size_t *count)
 }
 
 /* Tolerances. Both paths multiply the same exactly-converted weights by the
- * same F32 x; only summation order (16 lanes x 2 accumulators vs one
+ * same F32 x; only summation order (16 lanes x 2-4 accumulators vs one
  * running sum) and FMA contraction differ. That error is ~sqrt(n) * eps
  * relative to the row sums, giving NMSE around 1e-13 for n = 4097; 1e-10
  * leaves margin yet still catches a dropped or doubled element (>= 1e-4). */
@@ -535,7 +525,7 @@ static void matvec_vs_ref(matvec_fn fn, const char *name, bool exact)
             for (int64_t r = 0; r < rows + NGUARD; r++) {
                 bool inside = r >= 2 && r < 11;
                 if (inside ? bits_of(part[r]) != bits_of(got[r])
-                           : bits_of(part[r]) != GUARD_BITS)
+                           : !jqt_is_guard(part[r]))
                     fail_msg("%s: rows [2,11): y[%lld] %s", what, (long long)r,
                              inside ? "differs from the full product"
                                     : "was written");
@@ -705,7 +695,7 @@ static void gemm_case(jqt_rng *rng, uint32_t type, int64_t M, int64_t N,
     check_nmse(want, got, cnt, 1e-10, what);
     for (int64_t i = 0; i < M; i++)
         for (int64_t n = 0; n < ldy; n++)
-            if ((n < n0 || n >= n1) && bits_of(Y[i * ldy + n]) != GUARD_BITS)
+            if ((n < n0 || n >= n1) && !jqt_is_guard(Y[i * ldy + n]))
                 fail_msg("%s: Y[%lld][%lld] outside the column range written",
                          what, (long long)i, (long long)n);
     free(want);
@@ -749,7 +739,9 @@ static void test_gemm(void **state)
 
 /* Two threads call jq_gemm at once on the two halves of the columns, many
  * times; each result must equal, bit for bit, the same calls made from one
- * thread (same ranges, so the same BLAS blocking and summation order). */
+ * thread (same ranges, so the same BLAS blocking and summation order).
+ * F16 and BF16 run gemm_half_avx512.c on the AVX-512 path, each thread
+ * with its own scratch. */
 typedef struct {
     uint32_t type;
     const void *W;
@@ -787,9 +779,11 @@ static void test_gemm_concurrent(void **state)
     (void)state;
     jqt_rng rng;
     jqt_rng_seed(&rng, 71);
-    for (size_t ti = 0; ti < 2; ti++) {
-        uint32_t type = ti == 0 ? JQ_TYPE_F32 : JQ_TYPE_Q8_0;
-        const int64_t M = 33, N = 256, K = 256, half = 128;
+    static const uint32_t types[] = {JQ_TYPE_F32, JQ_TYPE_Q8_0, JQ_TYPE_F16,
+                                     JQ_TYPE_BF16};
+    for (size_t ti = 0; ti < 4; ti++) {
+        uint32_t type = types[ti];
+        const int64_t M = 33, N = 256, K = 288, half = 128;
         matrix w = make_matrix(&rng, type, N, K);
         float *X = malloc((size_t)(M * K) * sizeof(float));
         float *want = malloc((size_t)(M * N) * sizeof(float));

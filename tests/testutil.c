@@ -229,3 +229,18 @@ char *jqt_make_build_arg(void)
                        strstr(b + n + 1, "asan") ? " SANITIZE=1" : "");
     return jqt_fmt("%s", "");
 }
+
+float jqt_guard(void)
+{
+    const uint32_t u = JQT_GUARD_BITS;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+int jqt_is_guard(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u == JQT_GUARD_BITS;
+}

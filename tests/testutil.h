@@ -65,4 +65,11 @@ uint64_t jqt_rng_u64(jqt_rng *r);
 float jqt_rng_uniform(jqt_rng *r, float lo, float hi);
 void jqt_fill_uniform(jqt_rng *r, float *x, size_t n, float lo, float hi);
 
+/* Guard values for kernel outputs: a NaN whose payload no kernel computes
+ * from the tests' inputs. Tests fill output arrays (and the space after
+ * them) with it; any stray store changes the bits. */
+#define JQT_GUARD_BITS 0x7fa5a5a5u
+float jqt_guard(void);
+int jqt_is_guard(float f);
+
 #endif
