@@ -107,7 +107,7 @@ void jqt_daemon_spawn(jqt_daemon *d, const char *name, const char *model,
     snprintf(d->log, sizeof d->log, "%s/%s.log", dir, name);
     const char *argv[48];
     n = 0;
-    argv[n++] = jqt_judgeqd_bin();
+    argv[n++] = o->bin ? o->bin : jqt_judgeqd_bin();
     argv[n++] = "--model";
     argv[n++] = model;
     if (!o->activate) {

@@ -52,6 +52,9 @@ typedef struct {
      * nonzero: the child exits 120 */
     int (*before_exec)(void *arg);
     void *arg;
+    /* the judgeqd to exec (NULL: jqt_judgeqd_bin()), e.g. a copy that a
+     * daemon dropping to another uid can reach */
+    const char *bin;
 } jqt_daemon_opts;
 
 /* JUDGEQ_BUILD/bin/judgeqd (JUDGEQ_BUILD defaults to build). */

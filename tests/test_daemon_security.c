@@ -61,6 +61,10 @@
 static char dir[64];        /* /tmp/judgeq-sec-XXXXXX, mode 0711 */
 static char soft[160];      /* dir/soft.gguf: the daemon's --soft */
 static char allowed[160];   /* dir/allowed: the --allow-path prefix */
+/* copies of judgeqd and the model in dir: the sandboxed daemon runs as
+ * nobody, who may not reach the build tree or ../shared (a clone in a
+ * 0700 directory, as CI makes) */
+static char sandbox_bin[160], sandbox_model[160];
 
 static void sh_ok(const char *cmd)
 {
@@ -107,8 +111,10 @@ static void start(jqt_daemon *dp, const char *name, const char *const *extra,
     const jqt_daemon_opts o = {.dir = dir,
                                .activate = activate,
                                .before_exec = sb ? enter_hook : NULL,
-                               .arg = sb};
-    jqt_daemon_start(dp, name, jqt_model_path(MODEL), args, &o);
+                               .arg = sb,
+                               .bin = sb ? sandbox_bin : NULL};
+    jqt_daemon_start(dp, name, sb ? sandbox_model : jqt_model_path(MODEL),
+                     args, &o);
 }
 
 /* SIGTERM: the daemon must exit 0 (the harness shows the log when it
@@ -192,6 +198,8 @@ static int group_setup(void **state)
                          nobody its files, but nobody lists the directory */
     snprintf(soft, sizeof soft, "%s/soft.gguf", dir);
     snprintf(allowed, sizeof allowed, "%s/allowed", dir);
+    snprintf(sandbox_bin, sizeof sandbox_bin, "%s/judgeqd", dir);
+    snprintf(sandbox_model, sizeof sandbox_model, "%s/model.gguf", dir);
     const char *m = jqt_model_path(MODEL);
     char *cmd = jqt_fmt(
         "set -e; cd '%s'; mkdir -m 0755 allowed allowed/sub allowed-not; "
@@ -205,8 +213,9 @@ static int group_setup(void **state)
         "$j gen-model -o allowed/other-model.gguf --n-embd 64 --n-layer 1 "
         "--n-head 2 --n-head-kv 1 --n-ff 8 --n-vocab 512 --ctx 64; "
         "$j soft-init -m allowed/other-model.gguf -o allowed/wrong.gguf --n 2; "
+        "cp '%s' judgeqd; cp $m model.gguf; chmod 0755 judgeqd; "
         "chmod 0644 *.gguf allowed/*.gguf allowed-not/*.gguf",
-        dir, jqt_judgeq_bin(), m);
+        dir, jqt_judgeq_bin(), m, jqt_judgeqd_bin());
     int rc;
     char *err = NULL;
     free(jqt_run(cmd, &rc, &err));
