@@ -81,6 +81,9 @@ static const jq_cmd_info pretrain_info = {
     "      --out-type T        f16 (default) or f32 matrices\n"
     "      --checkpoint FILE   checkpoint path (default OUT.ckpt)\n"
     "      --resume            continue the checkpoint (same options)\n"
+    "      --init-from FILE    start from the weights of a model this command\n"
+    "                          wrote (same shape; a later stage of a recipe,\n"
+    "                          e.g. longer contexts); AdamW starts afresh\n"
     "      --save-every N      checkpoint interval in steps (default 100)\n"
     "      --eval-every N      held-out evaluation interval (default 100)\n"
     "      --eval-batch N      held-out examples, tasks in turn (default 50)\n"
@@ -95,7 +98,7 @@ typedef struct {
     jq_pt_data_plan plan;
     uint64_t seed;
     int32_t batch, save_every, eval_every, eval_batch, log_every, threads;
-    const char *out, *ckpt;
+    const char *out, *ckpt, *init_from;
     uint32_t out_type;
     bool resume;
 } pretrain_args;
@@ -105,7 +108,7 @@ enum {
     OPT_STEPS, OPT_BATCH, OPT_LR, OPT_MIN_LR, OPT_WARMUP, OPT_WD, OPT_CLIP,
     OPT_SEED, OPT_GROUP, OPT_CURRICULUM, OPT_DIFFICULTY, OPT_TASKS,
     OPT_QFIRST, OPT_MINFRAC, OPT_OUT_TYPE, OPT_CKPT, OPT_RESUME, OPT_SAVE,
-    OPT_EVAL, OPT_EVAL_BATCH, OPT_LOG, OPT_THREADS, OPT_SLOTS
+    OPT_EVAL, OPT_EVAL_BATCH, OPT_LOG, OPT_THREADS, OPT_SLOTS, OPT_INIT_FROM
 };
 
 static void parse(int argc, char **argv, pretrain_args *a)
@@ -137,6 +140,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
         {"out-type", required_argument, 0, OPT_OUT_TYPE},
         {"checkpoint", required_argument, 0, OPT_CKPT},
         {"resume", no_argument, 0, OPT_RESUME},
+        {"init-from", required_argument, 0, OPT_INIT_FROM},
         {"save-every", required_argument, 0, OPT_SAVE},
         {"eval-every", required_argument, 0, OPT_EVAL},
         {"eval-batch", required_argument, 0, OPT_EVAL_BATCH},
@@ -203,6 +207,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
             break;
         case OPT_CKPT: a->ckpt = optarg; break;
         case OPT_RESUME: a->resume = true; break;
+        case OPT_INIT_FROM: a->init_from = optarg; break;
         case OPT_SAVE: a->save_every = (int32_t)jq_cli_int(I, "--save-every", optarg, 1, 1 << 30); break;
         case OPT_EVAL: a->eval_every = (int32_t)jq_cli_int(I, "--eval-every", optarg, 1, 1 << 30); break;
         case OPT_EVAL_BATCH: a->eval_batch = (int32_t)jq_cli_int(I, "--eval-batch", optarg, 1, 65536); break;
@@ -253,11 +258,13 @@ static char *describe(const pretrain_args *a)
     if (asprintf(&s,
                  "n_vocab=%d\nn_embd=%d\nn_layer=%d\nn_head=%d\nn_head_kv=%d\n"
                  "n_ff=%d\nctx=%d\nbatch=%d\nlr=%.9g\nmin_lr=%.9g\nwarmup=%lld\n"
-                 "weight_decay=%.9g\nclip=%.9g\ngroup_tokens=%d\nslots=%d\n%s",
+                 "weight_decay=%.9g\nclip=%.9g\ngroup_tokens=%d\nslots=%d\n"
+                 "init_from=%s\n%s",
                  h->n_vocab, h->n_embd, h->n_layer, h->n_head, h->n_head_kv,
                  h->n_ff, h->n_ctx, a->batch, (double)o->lr, (double)o->min_lr,
                  (long long)o->warmup, (double)o->weight_decay,
-                 (double)o->clip, o->group_tokens, o->slots, data) < 0)
+                 (double)o->clip, o->group_tokens, o->slots,
+                 a->init_from ? a->init_from : "", data) < 0)
         s = NULL;
     free(data);
     return s;
@@ -431,6 +438,9 @@ int jq_cmd_pretrain(int argc, char **argv)
         if (!(m = jq_pt_model_new(&a.hp, err, sizeof err)))
             jq_cli_fail(I, "%s", err);
         jq_pt_model_init(m, a.seed);
+        if (a.init_from &&
+            jq_pt_model_load_weights(m, a.init_from, err, sizeof err) != 0)
+            jq_cli_fail(I, "--init-from %s", err);
     }
     jq_pool *pool = jq_thread_pool_new(a.threads);
     if (!pool)

@@ -181,6 +181,14 @@ int jq_pt_checkpoint_load(const char *path, jq_pt_model **model,
 int jq_pt_trainer_resume(jq_pt_trainer *t, const char *path, char *err,
                          size_t errlen);
 
+/* Overwrites m's parameters with the tensors of an exported model (a
+ * GGUF from jq_pt_export_gguf, matrices F32, F16 or BF16): how a recipe
+ * trains in stages, each starting from the weights of the one before.
+ * Every tensor of m must be there with m's shape; the context length may
+ * differ (nothing in the weights depends on it). */
+int jq_pt_model_load_weights(jq_pt_model *m, const char *path, char *err,
+                             size_t errlen);
+
 /* Sets the tokenizer.ggml.* keys of the exported model. */
 typedef int (*jq_pt_tokenizer_fn)(void *ud, jq_gguf_writer *w, char *err,
                                   size_t errlen);

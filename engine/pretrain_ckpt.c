@@ -239,6 +239,50 @@ done:
     return rc;
 }
 
+/* ----------------------------------------------------- staged training */
+
+int jq_pt_model_load_weights(jq_pt_model *m, const char *path, char *err,
+                             size_t errlen)
+{
+    char e[512];
+    jq_gguf *g = jq_gguf_open(path, e, sizeof e);
+    if (!g)
+        return jq_fail(err, errlen, "%s: %s", path, e);
+    int rc = 0;
+    for (int i = 0; i < m->n_tensors && rc == 0; i++) {
+        const jq_pt_tensor *te = &m->tensors[i];
+        const jq_gguf_tensor *t = jq_gguf_find_tensor(g, te->name);
+        if (!t) {
+            rc = jq_fail(err, errlen, "%s: tensor %s is missing (not a "
+                         "model of this shape)", path, te->name);
+            break;
+        }
+        const bool type_ok = t->type == JQ_TYPE_F32 ||
+                             t->type == JQ_TYPE_F16 || t->type == JQ_TYPE_BF16;
+        const bool shape_ok = t->ne[0] == te->cols &&
+                              (te->rows == 1 ? t->n_dims == 1
+                                             : t->n_dims == 2 &&
+                                                   t->ne[1] == te->rows);
+        if (!type_ok || !shape_ok) {
+            rc = jq_fail(err, errlen,
+                         "%s: tensor %s is type %u [%lld, %lld], this model "
+                         "needs F32/F16/BF16 [%lld, %lld]",
+                         path, te->name, t->type, (long long)t->ne[0],
+                         (long long)(t->n_dims > 1 ? t->ne[1] : 1),
+                         (long long)te->cols, (long long)te->rows);
+            break;
+        }
+        /* the reader checked that the data lies inside the file */
+        const size_t rb = jq_row_bytes(t->type, te->cols);
+        for (int64_t r = 0; r < te->rows; r++)
+            jq_dequantize_row(t->type, (const char *)t->data + (size_t)r * rb,
+                              m->params + te->offset + r * te->cols,
+                              te->cols);
+    }
+    jq_gguf_close(g);
+    return rc;
+}
+
 /* ------------------------------------------------------------ export */
 
 int jq_pt_export_gguf(const jq_pt_model *m, uint32_t out_type,

@@ -3,6 +3,7 @@
  * tokenizer, and an interrupted run (SIGTERM, exit 130) that --resume
  * completes to the same bytes as an uninterrupted one. */
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 
 #include "testutil.h"
 
+#include "gguf.h"
+#include "kernels.h"
 #include "model.h"
 #include "recall_lang.h"
 #include "tokenizer.h"
@@ -206,12 +209,124 @@ static void test_interrupt_and_resume_bit_exact(void **state)
     free(b);
 }
 
+/* Largest |a - b| over every tensor two F32 models share by name. */
+static double max_weight_difference(const char *pa, const char *pb)
+{
+    char e[512];
+    jq_gguf *a = jq_gguf_open(pa, e, sizeof e), *b = jq_gguf_open(pb, e, sizeof e);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(jq_gguf_n_tensors(a), jq_gguf_n_tensors(b));
+    double worst = 0;
+    for (int64_t i = 0; i < jq_gguf_n_tensors(a); i++) {
+        const jq_gguf_tensor *ta = jq_gguf_tensor_at(a, i);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)ta->name.len, ta->name.ptr);
+        const jq_gguf_tensor *tb = jq_gguf_find_tensor(b, name);
+        assert_non_null(tb);
+        assert_int_equal(ta->type, JQ_TYPE_F32);
+        assert_int_equal(tb->type, JQ_TYPE_F32);
+        int64_t n = 1;
+        for (uint32_t d = 0; d < ta->n_dims; d++)
+            n *= ta->ne[d];
+        for (int64_t k = 0; k < n; k++) {
+            const double d = fabs((double)((const float *)ta->data)[k] -
+                                  ((const float *)tb->data)[k]);
+            worst = d > worst ? d : worst;
+        }
+    }
+    jq_gguf_close(a);
+    jq_gguf_close(b);
+    return worst;
+}
+
+/* --init-from: a recipe's next stage starts from the weights the stage
+ * before wrote (F32 or F16), and a model of another shape is refused. */
+static void test_init_from_continues_a_stage(void **state)
+{
+    (void)state;
+    const char *dir = jqt_tmpdir();
+    int rc;
+    char *err;
+    char *args = jqt_fmt("pretrain " TINY "--steps 20 --eval-every 100 "
+                         "--out '%s/s1.gguf' --out-type f32", dir);
+    char *out = judgeq(args, &rc, &err);
+    if (rc != 0)
+        fail_msg("stage 1: exit %d: %s", rc, err);
+    free(out);
+    free(err);
+    free(args);
+    /* one step at a negligible learning rate from stage 1's weights, with
+     * another context and seed: the weights come through unchanged */
+    args = jqt_fmt("pretrain " TINY "--ctx 256 --seed 7 --steps 2 --warmup 0 "
+                   "--lr 1e-9 --eval-every 100 --init-from '%s/s1.gguf' "
+                   "--out '%s/s2.gguf' --out-type f32", dir, dir);
+    out = judgeq(args, &rc, &err);
+    if (rc != 0)
+        fail_msg("stage 2: exit %d: %s", rc, err);
+    free(out);
+    free(err);
+    free(args);
+    char *s1 = jqt_fmt("%s/s1.gguf", dir), *s2 = jqt_fmt("%s/s2.gguf", dir);
+    assert_true(max_weight_difference(s1, s2) < 1e-6);
+    /* without --init-from the same command starts from random weights */
+    args = jqt_fmt("pretrain " TINY "--ctx 256 --seed 7 --steps 2 --warmup 0 "
+                   "--lr 1e-9 --eval-every 100 --out '%s/r.gguf' "
+                   "--out-type f32", dir);
+    out = judgeq(args, &rc, &err);
+    assert_int_equal(rc, 0);
+    free(out);
+    free(err);
+    free(args);
+    char *r = jqt_fmt("%s/r.gguf", dir);
+    assert_true(max_weight_difference(s1, r) > 1e-3);
+    /* an F16 stage 1 is accepted too */
+    args = jqt_fmt("pretrain " TINY "--steps 2 --warmup 0 --eval-every 100 "
+                   "--init-from '%s' --out '%s/s2h.gguf'", s1, dir);
+    out = judgeq(args, &rc, &err);
+    free(out);
+    free(err);
+    free(args);
+    args = jqt_fmt("pretrain " TINY "--steps 2 --warmup 0 --lr 1e-9 "
+                   "--eval-every 100 --init-from '%s/s2h.gguf' "
+                   "--out '%s/s3.gguf' --out-type f32", dir, dir);
+    out = judgeq(args, &rc, &err);
+    if (rc != 0)
+        fail_msg("from F16: exit %d: %s", rc, err);
+    free(out);
+    free(err);
+    free(args);
+    /* another shape: exit 1 naming the option, the file and the tensor */
+    args = jqt_fmt("pretrain " TINY "--n-embd 64 --steps 2 --warmup 0 "
+                   "--init-from '%s' --out '%s/bad.gguf'", s1, dir);
+    out = judgeq(args, &rc, &err);
+    assert_int_equal(rc, 1);
+    if (!strstr(err, "--init-from") || !strstr(err, "s1.gguf") ||
+        !strstr(err, "token_embd.weight"))
+        fail_msg("shape mismatch: %s", err);
+    free(out);
+    free(err);
+    free(args);
+    args = jqt_fmt("pretrain " TINY "--steps 2 --warmup 0 --init-from '%s/none.gguf' "
+                   "--out '%s/bad.gguf'", dir, dir);
+    out = judgeq(args, &rc, &err);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "none.gguf"));
+    free(out);
+    free(err);
+    free(args);
+    free(s1);
+    free(s2);
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_and_usage_errors),
         cmocka_unit_test(test_tiny_run_loads),
         cmocka_unit_test(test_interrupt_and_resume_bit_exact),
+        cmocka_unit_test(test_init_from_continues_a_stage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
