@@ -76,6 +76,9 @@ static const jq_cmd_info pretrain_info = {
     "      --question-first X  share of examples asking first (default 0.3)\n"
     "      --min-len-frac X    examples are [X L, L] tokens long, L the\n"
     "                          stage's length (default 0.5)\n"
+    "      --digits N          digits of the number values, 1-6 (default\n"
+    "                          3; 1 makes every value one token, so a stage\n"
+    "                          can learn binding before multi-token copying)\n"
     "files and progress:\n"
     "  -o, --out FILE          the model to write (GGUF)\n"
     "      --out-type T        f16 (default) or f32 matrices\n"
@@ -108,7 +111,8 @@ enum {
     OPT_STEPS, OPT_BATCH, OPT_LR, OPT_MIN_LR, OPT_WARMUP, OPT_WD, OPT_CLIP,
     OPT_SEED, OPT_GROUP, OPT_CURRICULUM, OPT_DIFFICULTY, OPT_TASKS,
     OPT_QFIRST, OPT_MINFRAC, OPT_OUT_TYPE, OPT_CKPT, OPT_RESUME, OPT_SAVE,
-    OPT_EVAL, OPT_EVAL_BATCH, OPT_LOG, OPT_THREADS, OPT_SLOTS, OPT_INIT_FROM
+    OPT_EVAL, OPT_EVAL_BATCH, OPT_LOG, OPT_THREADS, OPT_SLOTS, OPT_INIT_FROM,
+    OPT_DIGITS
 };
 
 static void parse(int argc, char **argv, pretrain_args *a)
@@ -136,6 +140,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
         {"tasks", required_argument, 0, OPT_TASKS},
         {"question-first", required_argument, 0, OPT_QFIRST},
         {"min-len-frac", required_argument, 0, OPT_MINFRAC},
+        {"digits", required_argument, 0, OPT_DIGITS},
         {"out", required_argument, 0, 'o'},
         {"out-type", required_argument, 0, OPT_OUT_TYPE},
         {"checkpoint", required_argument, 0, OPT_CKPT},
@@ -168,6 +173,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
     bool min_lr_set = false;
     const char *curriculum = NULL, *difficulty = NULL, *tasks = NULL;
     double qfirst = 0.3, minfrac = 0.5;
+    int32_t digits = 0; /* the recall language's default, 3 */
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
@@ -195,6 +201,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
         case OPT_DIFFICULTY: difficulty = optarg; break;
         case OPT_TASKS: tasks = optarg; break;
         case OPT_QFIRST: qfirst = jq_cli_float(I, "--question-first", optarg, 0, 1); break;
+        case OPT_DIGITS: digits = (int32_t)jq_cli_int(I, "--digits", optarg, 1, 6); break;
         case OPT_MINFRAC: minfrac = jq_cli_float(I, "--min-len-frac", optarg, 0.05, 1); break;
         case 'o': a->out = optarg; break;
         case OPT_OUT_TYPE:
@@ -237,6 +244,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
     jq_pt_data_defaults(p, a->seed, a->o.steps, a->hp.n_ctx);
     p->question_first = qfirst;
     p->min_frac = minfrac;
+    p->digits = digits;
     if ((curriculum && jq_pt_parse_lengths(p, curriculum, err, sizeof err)) ||
         (difficulty && jq_pt_parse_levels(p, difficulty, err, sizeof err)) ||
         (tasks && jq_pt_parse_tasks(p, tasks, err, sizeof err)) ||
