@@ -22,13 +22,23 @@ export LC_ALL=C
 
 # ------------------------------------------------------------ the recipe
 
-# `judgeq pretrain --help` explains each flag. The results do not depend
-# on --threads (the gradient slots fix the summation order), so it is not
-# part of the recipe.
-PRETRAIN_FLAGS="--n-embd 256 --n-layer 4 --n-head 8 --n-head-kv 4 --n-ff 768
-  --ctx 1088 --steps 3000 --batch 32 --lr 2e-3 --warmup 100 --seed 1
-  --curriculum 0:48,0.08:96,0.2:128,0.35:256,0.55:512,0.8:1088
+# `judgeq pretrain --help` explains each flag. Pretraining runs in stages,
+# each a `judgeq pretrain` that starts from the weights of the stage
+# before (--init-from): stage 1 learns to bind keys to values on short
+# examples, where that is learnt fastest, stage 2 takes the skill to the
+# long contexts. The results do not depend on --threads (the gradient
+# slots fix the summation order), so it is not part of the recipe.
+MODEL_SHAPE="--n-embd 256 --n-layer 4 --n-head 8 --n-head-kv 4 --n-ff 768"
+PRETRAIN_STAGES=(
+  "--ctx 128 --steps 800 --batch 32 --lr 2e-3 --warmup 50 --seed 1
+  --curriculum 0:48,0.1:96,0.3:128 --difficulty 0:0,0.5:1
+  --tasks niah/0.1:niah:2,multikey:1,mqar:1,vt:1 --question-first 0.5
   --save-every 50 --eval-every 100"
+  "--ctx 1088 --steps 600 --batch 16 --lr 1e-3 --warmup 30 --seed 2
+  --curriculum 0:256,0.25:512,0.5:1088 --difficulty 0:1
+  --tasks niah:3,multikey:1,mqar:1,vt:1,cwe:1 --question-first 0.5
+  --save-every 25 --eval-every 50"
+)
 
 # The soft tokens' training split: LENGTH:COUNT:SEED per recall-data run,
 # every task in turn, half of them asking first. The model's context
@@ -89,10 +99,23 @@ model="judgeq-recall.gguf"
 soft="judgeq-recall.soft.gguf"
 data="soft-train.jsonl"
 
-# The commands, as words (the flags above split on white space).
-read -r -d '' -a pretrain_flags <<<"$PRETRAIN_FLAGS" || true
+# The commands, as words (the flags above split on white space). Stage
+# N writes stageN.gguf (F32, the next stage's start); the last stage
+# writes the model (F16).
+read -r -d '' -a shape_flags <<<"$MODEL_SHAPE" || true
 read -r -d '' -a train_flags <<<"$SOFT_TRAIN_FLAGS" || true
-pretrain_cmd=(judgeq pretrain --out "$model" "${pretrain_flags[@]}")
+n_stages=${#PRETRAIN_STAGES[@]}
+stage_out() { # the file stage $1 writes
+    if [ "$1" -eq "$n_stages" ]; then echo "$model"; else echo "stage$1.gguf"; fi
+}
+stage_cmd() { # the pretrain command of stage $1 (1-based), in cmd=()
+    local flags
+    read -r -d '' -a flags <<<"${PRETRAIN_STAGES[$1 - 1]}" || true
+    cmd=(judgeq pretrain --out "$(stage_out "$1")")
+    [ "$1" -eq "$n_stages" ] || cmd+=(--out-type f32)
+    [ "$1" -eq 1 ] || cmd+=(--init-from "$(stage_out $(($1 - 1)))")
+    cmd+=("${shape_flags[@]}" "${flags[@]}")
+}
 train_cmd=(judgeq train -m "$model" -o "$soft" --data "$data" "${train_flags[@]}")
 data_parts=() # soft-train.jsonl.LENGTH, concatenated into soft-train.jsonl
 for spec in $SOFT_DATA; do
@@ -117,7 +140,11 @@ show() { # a command as a shell reads it (plain words left bare)
     echo
 }
 show_all() { # every command, in order
-    show "${pretrain_cmd[@]}"
+    local i
+    for ((i = 1; i <= n_stages; i++)); do
+        stage_cmd $i
+        show "${cmd[@]}"
+    done
     for spec in $SOFT_DATA; do
         data_cmd "$spec"
         show "${cmd[@]}"
@@ -187,19 +214,25 @@ run_logged() {
     mv "$name.json.part" "$name.json"
 }
 
-# 1. pretraining
-pretrain_key=$(key_of "${pretrain_cmd[@]}")
-case $(step_state pretrain "$pretrain_key" "$model" "$model.ckpt") in
-done) echo "make_models: pretraining done ($work/$model)" ;;
-resume)
-    run_logged pretrain "${pretrain_cmd[@]}" --resume
-    echo "$pretrain_key" >pretrain.done ;;
-fresh)
-    rm -f "$model" "$model.ckpt" pretrain.*
-    echo "$pretrain_key" >pretrain.key
-    run_logged pretrain "${pretrain_cmd[@]}"
-    echo "$pretrain_key" >pretrain.done ;;
-esac
+# 1. pretraining, stage by stage
+pretrain_key=
+for ((i = 1; i <= n_stages; i++)); do
+    stage_cmd $i
+    name=pretrain$i
+    output=$(stage_out $i)
+    pretrain_key=$(key_of "$pretrain_key" "${cmd[@]}")
+    case $(step_state $name "$pretrain_key" "$output" "$output.ckpt") in
+    done) echo "make_models: pretraining stage $i done ($work/$output)" ;;
+    resume)
+        run_logged $name "${cmd[@]}" --resume
+        echo "$pretrain_key" >$name.done ;;
+    fresh)
+        rm -f "$output" "$output.ckpt" $name.*
+        echo "$pretrain_key" >$name.key
+        run_logged $name "${cmd[@]}"
+        echo "$pretrain_key" >$name.done ;;
+    esac
+done
 
 # 2. the soft tokens' training split (seconds, so always made again: the
 # same commands give the same bytes)
@@ -245,7 +278,7 @@ total() { awk '{ s += $1 } END { printf "%d min %d s", s / 60, s % 60 }' "$1"; }
     echo "commands (in the work directory):"
     show_all | sed 's/^/  /'
     echo
-    echo "wall time: pretrain $(total pretrain.seconds), soft tokens $(total train.seconds)"
+    echo "wall time: pretrain $(cat pretrain*.seconds | total /dev/stdin), soft tokens $(total train.seconds)"
     echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
     echo "judgeq: $("$judgeq" --version), commit $(git -C "$here" describe --always --dirty 2>/dev/null || echo unknown)"
     echo "compiler: $(cc --version | head -1)"
@@ -256,8 +289,10 @@ total() { awk '{ s += $1 } END { printf "%d min %d s", s / 60, s % 60 }' "$1"; }
         echo "  $(basename "$f")  $(stat -c %s "$f") bytes  sha256 $(sha256sum "$f" | cut -d' ' -f1)"
     done
     echo
-    echo "pretraining summary ($work/pretrain.json):"
-    sed 's/^/  /' pretrain.json
+    for ((i = 1; i <= n_stages; i++)); do
+        echo "pretraining stage $i summary ($work/pretrain$i.json):"
+        sed 's/^/  /' pretrain$i.json
+    done
     echo "soft-token training summary ($work/train.json):"
     sed 's/^/  /' train.json
 } | tee summary.txt
