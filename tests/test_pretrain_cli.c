@@ -58,6 +58,8 @@ static void test_help_and_usage_errors(void **state)
         {"pretrain --out x.gguf --warmup 5000", "--warmup"},
         {"pretrain --out x.gguf --lr 1e-3 --min-lr 1e-2", "--min-lr"},
         {"pretrain --out x.gguf extra", "unexpected argument"},
+        {"pretrain --out x.gguf --digits 0", "--digits"},
+        {"pretrain --out x.gguf --digits 7", "--digits"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         out = judgeq(bad[i].args, &rc, &err);
