@@ -12,7 +12,7 @@
 #   make deps         install the Debian packages judgeq needs, only if missing
 #   make demo         build, then ask judgeqd one long needle-retrieval question
 #                     with Judge Q eviction (tools/demo.sh)
-#   make models       retrain models/judgeq-recall*.gguf from scratch (hours)
+#   make models       retrain models/judgeq-recall*.gguf from scratch (~25 min)
 #
 # Sources are found by wildcard: a new .c file in kernels/, engine/ or client/
 # is part of its library without editing this file. Files named *_avx512.c are
@@ -212,7 +212,7 @@ clean:
 #
 # Rebuilds models/judgeq-recall.gguf and models/judgeq-recall.soft.gguf from
 # scratch (pretraining, the soft tokens' training split, `judgeq train`):
-# about two hours on two cores, resumable; tools/make_models.sh has the
+# about 25 minutes on two cores, resumable; tools/make_models.sh has the
 # recipe that models/README.md records. Not part of `make test`.
 
 DEMO_MODEL  ?= models/judgeq-recall.gguf

@@ -3,7 +3,8 @@
 # recall model and its Judge Q soft tokens from scratch, with judgeq alone.
 #
 #   1. judgeq pretrain     the model, from random initialisation, on the
-#                          recall language's curriculum
+#                          recall language's curriculum, in stages (each
+#                          from the weights of the one before)
 #   2. judgeq recall-data  the soft tokens' training split (small seeds;
 #                          the demo and `judgeq eval` use seed 1000 and up)
 #   3. judgeq train        the Judge Q soft tokens of that model on it
@@ -66,7 +67,7 @@ usage() {
 usage: tools/make_models.sh [--judgeq FILE] [--work DIR] [--out DIR] [--dry-run]
 
 Rebuilds judgeq-recall.gguf and judgeq-recall.soft.gguf from scratch
-(about two hours on two cores), resuming from WORK's checkpoints.
+(about 25 minutes on two cores), resuming from WORK's checkpoints.
 
   --judgeq FILE   the judgeq binary (default build/bin/judgeq)
   --work DIR      work directory (default build/models-work)
