@@ -37,7 +37,7 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-    jq_pt_hparams hp = {1024, 256, 4, 8, 4, 768, 1024, 10000.0f, 1e-5f};
+    jq_pt_hparams hp = {1024, 256, 4, 8, 4, 768, 1024, 10000.0f, 1e-5f, false};
     int batch = 32, threads = 2, steps = 3, answer = 8, group = 4096, slots = 2;
     int lens[16], n_lens = 0;
     for (int i = 1; i < argc; i++) {

@@ -48,6 +48,8 @@ static const jq_cmd_info pretrain_info = {
     "      --n-ff N            feed-forward length (default 768)\n"
     "      --ctx N             longest example, the model's context (default\n"
     "                          1024)\n"
+    "      --tie-embeddings    the classifier is the token embedding (no\n"
+    "                          output.weight, as Llama-3.2-1B)\n"
     "optimisation:\n"
     "      --steps N           optimizer steps (default 3000)\n"
     "      --batch N           examples per step (default 32)\n"
@@ -112,7 +114,7 @@ enum {
     OPT_SEED, OPT_GROUP, OPT_CURRICULUM, OPT_DIFFICULTY, OPT_TASKS,
     OPT_QFIRST, OPT_MINFRAC, OPT_OUT_TYPE, OPT_CKPT, OPT_RESUME, OPT_SAVE,
     OPT_EVAL, OPT_EVAL_BATCH, OPT_LOG, OPT_THREADS, OPT_SLOTS, OPT_INIT_FROM,
-    OPT_DIGITS
+    OPT_DIGITS, OPT_TIE
 };
 
 static void parse(int argc, char **argv, pretrain_args *a)
@@ -125,6 +127,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
         {"n-head-kv", required_argument, 0, OPT_HEAD_KV},
         {"n-ff", required_argument, 0, OPT_FF},
         {"ctx", required_argument, 0, OPT_CTX},
+        {"tie-embeddings", no_argument, 0, OPT_TIE},
         {"steps", required_argument, 0, OPT_STEPS},
         {"batch", required_argument, 0, OPT_BATCH},
         {"lr", required_argument, 0, OPT_LR},
@@ -183,6 +186,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
         case OPT_HEAD: a->hp.n_head = (int32_t)jq_cli_int(I, "--n-head", optarg, 1, 1024); break;
         case OPT_HEAD_KV: a->hp.n_head_kv = (int32_t)jq_cli_int(I, "--n-head-kv", optarg, 1, 1024); break;
         case OPT_FF: a->hp.n_ff = (int32_t)jq_cli_int(I, "--n-ff", optarg, 1, 1 << 16); break;
+        case OPT_TIE: a->hp.tie_embd = true; break;
         case OPT_CTX: a->hp.n_ctx = (int32_t)jq_cli_int(I, "--ctx", optarg, 64, 1 << 16); break;
         case OPT_STEPS: a->o.steps = jq_cli_int(I, "--steps", optarg, 1, 100000000); break;
         case OPT_BATCH: a->batch = (int32_t)jq_cli_int(I, "--batch", optarg, 1, 65536); break;
@@ -265,11 +269,11 @@ static char *describe(const pretrain_args *a)
     char *s = NULL;
     if (asprintf(&s,
                  "n_vocab=%d\nn_embd=%d\nn_layer=%d\nn_head=%d\nn_head_kv=%d\n"
-                 "n_ff=%d\nctx=%d\nbatch=%d\nlr=%.9g\nmin_lr=%.9g\nwarmup=%lld\n"
+                 "n_ff=%d\nctx=%d\ntie_embd=%d\nbatch=%d\nlr=%.9g\nmin_lr=%.9g\nwarmup=%lld\n"
                  "weight_decay=%.9g\nclip=%.9g\ngroup_tokens=%d\nslots=%d\n"
                  "init_from=%s\n%s",
                  h->n_vocab, h->n_embd, h->n_layer, h->n_head, h->n_head_kv,
-                 h->n_ff, h->n_ctx, a->batch, (double)o->lr, (double)o->min_lr,
+                 h->n_ff, h->n_ctx, (int)h->tie_embd, a->batch, (double)o->lr, (double)o->min_lr,
                  (long long)o->warmup, (double)o->weight_decay,
                  (double)o->clip, o->group_tokens, o->slots,
                  a->init_from ? a->init_from : "", data) < 0)

@@ -34,6 +34,9 @@ typedef struct {
     int32_t n_ctx;   /* longest sequence (tokens) trained and exported */
     float rope_base; /* 10000 */
     float rms_eps;   /* 1e-5 */
+    bool tie_embd;   /* the classifier is the token embedding (no
+                      * output.weight), as Llama-3.2-1B; copying a token
+                      * out of the context then needs no per-token map */
 } jq_pt_hparams;
 
 /* Per-layer tensors, in the order they are laid out and exported. */

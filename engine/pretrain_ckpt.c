@@ -45,6 +45,7 @@ static int set_shape(jq_gguf_writer *w, const jq_pt_hparams *hp)
     bad |= jq_gguf_writer_set_u32(w, "judgeq.pretrain.n_ctx", (uint32_t)hp->n_ctx);
     bad |= jq_gguf_writer_set_f32(w, "judgeq.pretrain.rope_base", hp->rope_base);
     bad |= jq_gguf_writer_set_f32(w, "judgeq.pretrain.rms_eps", hp->rms_eps);
+    bad |= jq_gguf_writer_set_u32(w, "judgeq.pretrain.tie_embd", hp->tie_embd);
     return bad ? -1 : 0;
 }
 
@@ -109,7 +110,22 @@ static int read_shape(const jq_gguf *g, jq_pt_hparams *hp, char *err,
         !jq_gguf_get_f32(g, "judgeq.pretrain.rms_eps", &hp->rms_eps))
         return jq_fail(err, errlen,
                        "key judgeq.pretrain.rope_base or rms_eps is missing");
+    uint32_t tie = 0; /* absent in checkpoints from before the option */
+    if (jq_gguf_find_key(g, "judgeq.pretrain.tie_embd") >= 0 &&
+        (!jq_gguf_get_u32(g, "judgeq.pretrain.tie_embd", &tie) || tie > 1))
+        return jq_fail(err, errlen, "key judgeq.pretrain.tie_embd is not 0 or 1");
+    hp->tie_embd = tie == 1;
     return jq_pt_hparams_check(hp, err, errlen);
+}
+
+/* Field by field: the struct has padding after tie_embd. */
+static bool hparams_equal(const jq_pt_hparams *a, const jq_pt_hparams *b)
+{
+    return a->n_vocab == b->n_vocab && a->n_embd == b->n_embd &&
+           a->n_layer == b->n_layer && a->n_head == b->n_head &&
+           a->n_head_kv == b->n_head_kv && a->n_ff == b->n_ff &&
+           a->n_ctx == b->n_ctx && a->rope_base == b->rope_base &&
+           a->rms_eps == b->rms_eps && a->tie_embd == b->tie_embd;
 }
 
 /* Copies tensor `name` (F32, the shape of te) into dst. */
@@ -163,7 +179,7 @@ int jq_pt_checkpoint_load(const char *path, jq_pt_model **model,
     if (!g)
         return -1;
     char e[512];
-    jq_pt_hparams hp;
+    jq_pt_hparams hp = {0};
     jq_str cfg;
     jq_pt_model *m = NULL;
     int rc = -1;
@@ -208,11 +224,11 @@ int jq_pt_trainer_resume(jq_pt_trainer *t, const char *path, char *err,
         return -1;
     char e[512];
     int rc = -1;
-    jq_pt_hparams hp;
+    jq_pt_hparams hp = {0};
     uint64_t s;
     if (read_shape(g, &hp, e, sizeof e) != 0)
         goto done;
-    if (memcmp(&hp, &m->hp, sizeof hp) != 0) {
+    if (!hparams_equal(&hp, &m->hp)) {
         snprintf(e, sizeof e, "its model shape differs from the trainer's");
         goto done;
     }

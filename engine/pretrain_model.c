@@ -75,12 +75,12 @@ int jq_pt_layer_tensor(const jq_pt_model *m, int layer, int kind)
 
 int jq_pt_output_norm(const jq_pt_model *m)
 {
-    return m->n_tensors - 2;
+    return m->hp.tie_embd ? m->n_tensors - 1 : m->n_tensors - 2;
 }
 
 int jq_pt_output(const jq_pt_model *m)
 {
-    return m->n_tensors - 1;
+    return m->hp.tie_embd ? JQ_PT_TOK_EMBD : m->n_tensors - 1;
 }
 
 static void add_tensor(jq_pt_model *m, const char *name, int64_t rows,
@@ -129,7 +129,8 @@ jq_pt_model *jq_pt_model_new(const jq_pt_hparams *hp, char *err,
 #undef BLK
     }
     add_tensor(m, "output_norm.weight", 1, E, false);
-    add_tensor(m, "output.weight", hp->n_vocab, E, true);
+    if (!hp->tie_embd)
+        add_tensor(m, "output.weight", hp->n_vocab, E, true);
     m->params = calloc(m->n_params, sizeof *m->params);
     if (!m->params)
         goto oom;

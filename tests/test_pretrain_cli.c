@@ -322,6 +322,46 @@ static void test_init_from_continues_a_stage(void **state)
     free(r);
 }
 
+/* --tie-embeddings: the written model has no output.weight, loads with a
+ * tied classifier, and a checkpoint of it resumes (the option is part of
+ * the model's shape). */
+static void test_tied_embeddings(void **state)
+{
+    (void)state;
+    const char *dir = jqt_tmpdir();
+    int rc;
+    char *err;
+    char *args = jqt_fmt("pretrain " TINY "--tie-embeddings --steps 6 "
+                         "--eval-every 100 --out '%s/tied.gguf'", dir);
+    char *out = judgeq(args, &rc, &err);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, err);
+    free(out);
+    free(err);
+    char *path = jqt_fmt("%s/tied.gguf", dir);
+    char e[512];
+    jq_gguf *g = jq_gguf_open(path, e, sizeof e);
+    assert_non_null(g);
+    assert_null(jq_gguf_find_tensor(g, "output.weight"));
+    jq_gguf_close(g);
+    jq_model *m = jq_model_load(path, e, sizeof e);
+    if (!m)
+        fail_msg("%s", e);
+    assert_true(m->output_tied);
+    jq_model_free(m);
+    /* resuming the finished run's checkpoint without the option is refused */
+    char *other = jqt_fmt("pretrain " TINY "--steps 6 --eval-every 100 "
+                          "--out '%s/tied.gguf' --resume", dir);
+    out = judgeq(other, &rc, &err);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "tie_embd"));
+    free(out);
+    free(err);
+    free(other);
+    free(path);
+    free(args);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_tiny_run_loads),
         cmocka_unit_test(test_interrupt_and_resume_bit_exact),
         cmocka_unit_test(test_init_from_continues_a_stage),
+        cmocka_unit_test(test_tied_embeddings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
