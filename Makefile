@@ -317,6 +317,17 @@ $(B)/bench/pretrain_bench: bench/pretrain_bench.c $(CLI_LIB) $(ENGINE_LIB) $(KER
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(CLI_LIB) $(ENGINE_LIB) $(KERNEL_LIB) $(LDFLAGS) $(LIBS)
 
+# Which skills the pretraining trainer learns from scratch, on tiny
+# synthetic tasks (bench/ar_probe.c; docs/EVAL.md quotes its runs);
+# AR_PROBE_ARGS passes options.
+.PHONY: ar-probe
+ar-probe: $(B)/bench/ar_probe
+	$(B)/bench/ar_probe $(AR_PROBE_ARGS)
+
+$(B)/bench/ar_probe: bench/ar_probe.c $(CLI_LIB) $(ENGINE_LIB) $(KERNEL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(CLI_LIB) $(ENGINE_LIB) $(KERNEL_LIB) $(LDFLAGS) $(LIBS)
+
 # ------------------------------------------------------------------ fuzzing
 #
 #   make fuzz [FUZZ_SECONDS=30]   build every libFuzzer target with clang

@@ -33,7 +33,8 @@ static const jq_cmd_info pretrain_info = {
     "\n"
     "Trains a llama-architecture model from random initialisation on the\n"
     "recall language (needle retrieval, multi-key, associative recall,\n"
-    "variable tracking, common words; loss on the answer tokens only) and\n"
+    "variable tracking, common words; loss on the answer tokens, and with\n"
+    "--context-loss on the prompt's tokens as well) and\n"
     "writes it as a GGUF that judgeq, judgeqd and llama.cpp load. Progress\n"
     "goes to stderr, a JSON summary to stdout. A checkpoint (model, AdamW\n"
     "state, step) is written every --save-every steps and on Ctrl-C (exit\n"
@@ -59,6 +60,11 @@ static const jq_cmd_info pretrain_info = {
     "      --warmup N          linear warm-up steps (default 100)\n"
     "      --weight-decay X    AdamW decay of the matrices (default 0.1)\n"
     "      --clip X            global gradient-norm clip, 0 off (default 1)\n"
+    "      --context-loss W    also train next-token prediction over the\n"
+    "                          prompt: loss = mean answer loss + W x mean\n"
+    "                          prompt loss (default 0: the answer alone).\n"
+    "                          It grows the previous-token heads that\n"
+    "                          binding keys to values needs\n"
     "      --seed S            initialisation and data seed (default 1)\n"
     "      --group-tokens N    positions a thread computes at once (default\n"
     "                          4096; memory ~70 KB each)\n"
@@ -114,7 +120,7 @@ enum {
     OPT_SEED, OPT_GROUP, OPT_CURRICULUM, OPT_DIFFICULTY, OPT_TASKS,
     OPT_QFIRST, OPT_MINFRAC, OPT_OUT_TYPE, OPT_CKPT, OPT_RESUME, OPT_SAVE,
     OPT_EVAL, OPT_EVAL_BATCH, OPT_LOG, OPT_THREADS, OPT_SLOTS, OPT_INIT_FROM,
-    OPT_DIGITS, OPT_TIE
+    OPT_DIGITS, OPT_TIE, OPT_CTX_LOSS
 };
 
 static void parse(int argc, char **argv, pretrain_args *a)
@@ -135,6 +141,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
         {"warmup", required_argument, 0, OPT_WARMUP},
         {"weight-decay", required_argument, 0, OPT_WD},
         {"clip", required_argument, 0, OPT_CLIP},
+        {"context-loss", required_argument, 0, OPT_CTX_LOSS},
         {"seed", required_argument, 0, OPT_SEED},
         {"group-tokens", required_argument, 0, OPT_GROUP},
         {"slots", required_argument, 0, OPT_SLOTS},
@@ -198,6 +205,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
         case OPT_WARMUP: a->o.warmup = jq_cli_int(I, "--warmup", optarg, 0, 100000000); break;
         case OPT_WD: a->o.weight_decay = (float)jq_cli_float(I, "--weight-decay", optarg, 0, 10); break;
         case OPT_CLIP: a->o.clip = (float)jq_cli_float(I, "--clip", optarg, 0, 1e6); break;
+        case OPT_CTX_LOSS: a->o.context_loss = (float)jq_cli_float(I, "--context-loss", optarg, 0, 100); break;
         case OPT_SEED: a->seed = jq_cli_u64(I, "--seed", optarg); break;
         case OPT_GROUP: a->o.group_tokens = (int32_t)jq_cli_int(I, "--group-tokens", optarg, 64, 1 << 20); break;
         case OPT_SLOTS: a->o.slots = (int32_t)jq_cli_int(I, "--slots", optarg, 1, JQ_PT_MAX_SLOTS); break;
@@ -266,17 +274,22 @@ static char *describe(const pretrain_args *a)
         return NULL;
     const jq_pt_hparams *h = &a->hp;
     const jq_pt_opts *o = &a->o;
+    /* only when used, so checkpoints of earlier recipes still resume */
+    char ctx_loss[64] = "";
+    if (o->context_loss > 0)
+        snprintf(ctx_loss, sizeof ctx_loss, "context_loss=%.9g\n",
+                 (double)o->context_loss);
     char *s = NULL;
     if (asprintf(&s,
                  "n_vocab=%d\nn_embd=%d\nn_layer=%d\nn_head=%d\nn_head_kv=%d\n"
                  "n_ff=%d\nctx=%d\ntie_embd=%d\nbatch=%d\nlr=%.9g\nmin_lr=%.9g\nwarmup=%lld\n"
                  "weight_decay=%.9g\nclip=%.9g\ngroup_tokens=%d\nslots=%d\n"
-                 "init_from=%s\n%s",
+                 "init_from=%s\n%s%s",
                  h->n_vocab, h->n_embd, h->n_layer, h->n_head, h->n_head_kv,
                  h->n_ff, h->n_ctx, (int)h->tie_embd, a->batch, (double)o->lr, (double)o->min_lr,
                  (long long)o->warmup, (double)o->weight_decay,
                  (double)o->clip, o->group_tokens, o->slots,
-                 a->init_from ? a->init_from : "", data) < 0)
+                 a->init_from ? a->init_from : "", data, ctx_loss) < 0)
         s = NULL;
     free(data);
     return s;
@@ -503,11 +516,16 @@ int jq_cmd_pretrain(int argc, char **argv)
             fmt_duration(e1, sizeof e1, el);
             fmt_duration(e2, sizeof e2,
                          plan_cost(&a, s1, a.o.steps) * el / done_cost);
+            char ctx[40] = "";
+            if (info.stats.n_ctx_tokens > 0)
+                snprintf(ctx, sizeof ctx, "  prompt loss %.4f",
+                         info.stats.ctx_loss_sum /
+                             (double)info.stats.n_ctx_tokens);
             fprintf(stderr,
-                    "step %lld/%lld  len %d  loss %.4f  acc %.3f  lr %.2e  "
+                    "step %lld/%lld  len %d  loss %.4f%s  acc %.3f  lr %.2e  "
                     "|g| %.3f  %.0f tok/s  elapsed %s  ETA %s\n",
                     (long long)s1, (long long)a.o.steps,
-                    jq_pt_data_length(&a.plan, step), last_loss,
+                    jq_pt_data_length(&a.plan, step), last_loss, ctx,
                     (double)info.stats.n_seq_correct /
                         (double)info.stats.n_seq,
                     (double)info.lr, info.grad_norm, (double)positions / el,

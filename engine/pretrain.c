@@ -59,11 +59,14 @@ jq_pt_trainer *jq_pt_trainer_new(jq_pt_model *m, const jq_pt_opts *o,
     if (o->steps < 1 || o->warmup < 0 || !(o->lr > 0) ||
         !(o->min_lr >= 0 && o->min_lr <= o->lr) || !(o->weight_decay >= 0) ||
         !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) ||
-        !(o->eps > 0) || !(o->clip >= 0) || o->group_tokens < 1 ||
+        !(o->eps > 0) || !(o->clip >= 0) ||
+        !(o->context_loss >= 0 && o->context_loss <= 100) ||
+        o->group_tokens < 1 ||
         o->slots < 1 || o->slots > JQ_PT_MAX_SLOTS) {
         jq_set_err(err, errlen,
                    "optimizer options out of range (steps >= 1, warmup >= 0, "
-                   "0 <= min_lr <= lr, weight decay and clip >= 0, betas in "
+                   "0 <= min_lr <= lr, weight decay and clip >= 0, context loss "
+                   "in [0, 100], betas in "
                    "[0, 1), eps > 0, slots in [1, %d])",
                    JQ_PT_MAX_SLOTS);
         return NULL;
@@ -133,7 +136,7 @@ typedef struct {
     phase ph;
     const jq_pt_seq *seqs;
     int n, n_slots;
-    float loss_scale;
+    float loss_scale, ctx_scale;
     bool train;
     jq_pt_stats slot_stats[JQ_PT_MAX_SLOTS];
     jq_adamw_step as;
@@ -163,7 +166,8 @@ static void run_slot(step_job *j, int s, jq_pt_work *w)
                tokens + jq_pt_seq_positions(&j->seqs[last + 1]) <= cap)
             tokens += jq_pt_seq_positions(&j->seqs[++last]);
         jq_pt_group_pass(t->m, w, j->seqs + first, last + 1 - first,
-                         j->loss_scale, grad, &j->slot_stats[s], NULL);
+                         j->loss_scale, j->ctx_scale, grad,
+                         &j->slot_stats[s], NULL);
         first = last + 1;
     }
 }
@@ -229,16 +233,19 @@ static void step_task(void *arg, int ith, int nth)
 }
 
 static int check_batch(const jq_pt_trainer *t, const jq_pt_seq *seqs, int n,
-                       int64_t *n_scored, char *err, size_t errlen)
+                       int64_t *n_scored, int64_t *n_ctx, char *err,
+                       size_t errlen)
 {
     if (n < 1)
         return jq_fail(err, errlen, "an empty batch");
     *n_scored = 0;
+    *n_ctx = 0;
     for (int i = 0; i < n; i++) {
         char e[256];
         if (jq_pt_seq_check(t->m, &seqs[i], e, sizeof e) != 0)
             return jq_fail(err, errlen, "sequence %d of the batch: %s", i, e);
         *n_scored += seqs[i].n_tokens - seqs[i].n_prompt;
+        *n_ctx += seqs[i].n_prompt - 1;
     }
     return 0;
 }
@@ -254,18 +261,24 @@ static void sum_stats(jq_pt_stats *out, const step_job *j)
         out->n_seq += a->n_seq;
         out->n_seq_correct += a->n_seq_correct;
         out->n_positions += a->n_positions;
+        out->ctx_loss_sum += a->ctx_loss_sum;
+        out->n_ctx_tokens += a->n_ctx_tokens;
     }
 }
 
 int jq_pt_trainer_step(jq_pt_trainer *t, const jq_pt_seq *seqs, int n,
                        jq_pt_step_info *info, char *err, size_t errlen)
 {
-    int64_t n_scored;
-    if (check_batch(t, seqs, n, &n_scored, err, errlen) != 0)
+    int64_t n_scored, n_ctx;
+    if (check_batch(t, seqs, n, &n_scored, &n_ctx, err, errlen) != 0)
         return -1;
+    /* the mean answer loss + context_loss x the mean prompt loss */
     step_job j = {.t = t, .seqs = seqs, .n = n, .train = true,
                   .n_slots = n < t->o.slots ? n : t->o.slots,
-                  .loss_scale = 1.0f / (float)n_scored};
+                  .loss_scale = 1.0f / (float)n_scored,
+                  .ctx_scale = t->o.context_loss > 0 && n_ctx > 0
+                                   ? t->o.context_loss / (float)n_ctx
+                                   : 0.0f};
     /* gradients of the mean loss, per slot */
     j.ph = PHASE_SLOTS;
     jq_pool_run(t->pool, step_task, &j);
@@ -304,9 +317,10 @@ int jq_pt_trainer_step(jq_pt_trainer *t, const jq_pt_seq *seqs, int n,
 int jq_pt_trainer_eval(jq_pt_trainer *t, const jq_pt_seq *seqs, int n,
                        jq_pt_stats *st, char *err, size_t errlen)
 {
-    int64_t n_scored;
-    if (check_batch(t, seqs, n, &n_scored, err, errlen) != 0)
+    int64_t n_scored, n_ctx;
+    if (check_batch(t, seqs, n, &n_scored, &n_ctx, err, errlen) != 0)
         return -1;
+    (void)n_scored, (void)n_ctx;
     step_job j = {.t = t, .seqs = seqs, .n = n, .train = false,
                   .n_slots = n < t->o.slots ? n : t->o.slots,
                   .ph = PHASE_SLOTS};

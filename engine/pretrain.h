@@ -109,6 +109,9 @@ typedef struct {
                              * argmax (greedy decoding reproduces the
                              * answer and its EOS) */
     int64_t n_positions;    /* positions computed (tokens read) */
+    double ctx_loss_sum;    /* the prompt's next-token loss, when it is
+                             * trained (context_loss > 0) */
+    int64_t n_ctx_tokens;   /* prompt tokens it is summed over */
 } jq_pt_stats;
 
 /* ---------------------------------------------------------- the trainer */
@@ -120,6 +123,12 @@ typedef struct {
     float weight_decay;   /* decoupled (AdamW), on matrices only */
     float beta1, beta2, eps;
     float clip;           /* global gradient-norm clip (0: none) */
+    float context_loss;   /* weight of the mean next-token loss over the
+                           * prompt beside the mean answer loss (0: the
+                           * answer alone). Why: with the answer alone
+                           * nothing rewards the previous-token heads that
+                           * binding a key to its value is built from
+                           * until binding already half works */
     int32_t group_tokens; /* tokens one thread processes at once (memory of
                            * the saved activations; at least n_ctx) */
     int32_t slots;        /* gradient slots, 1..JQ_PT_MAX_SLOTS: the batch

@@ -280,10 +280,16 @@ int jq_pt_model_load_weights(jq_pt_model *m, const char *path, char *err,
                                              : t->n_dims == 2 &&
                                                    t->ne[1] == te->rows);
         if (!type_ok || !shape_ok) {
+            const jq_type_traits *tt = jq_type_traits_get(t->type);
+            char tname[24];
+            if (tt)
+                snprintf(tname, sizeof tname, "%s", tt->name);
+            else
+                snprintf(tname, sizeof tname, "unknown type %u", t->type);
             rc = jq_fail(err, errlen,
-                         "%s: tensor %s is type %u [%lld, %lld], this model "
-                         "needs F32/F16/BF16 [%lld, %lld]",
-                         path, te->name, t->type, (long long)t->ne[0],
+                         "%s: tensor %s is %s [%lld, %lld], this model "
+                         "needs f32, f16 or bf16 [%lld, %lld]",
+                         path, te->name, tname, (long long)t->ne[0],
                          (long long)(t->n_dims > 1 ? t->ne[1] : 1),
                          (long long)te->cols, (long long)te->rows);
             break;

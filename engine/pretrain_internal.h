@@ -63,12 +63,16 @@ static inline int64_t jq_pt_seq_positions(const jq_pt_seq *s)
 /* Forward over seqs[0, n) (checked by the caller; positions summing to at
  * most the work's cap_tokens), then the loss on their scored tokens added
  * to st. With grad != NULL, the backward of loss_scale * (sum of the
- * losses), added into grad (m->n_params floats). With all_logits != NULL
+ * losses), added into grad (m->n_params floats). With ctx_scale > 0 the
+ * prompt's tokens are predicted too and ctx_scale * (sum of their losses)
+ * joins the backward (their loss goes to st's ctx_ fields; the answer
+ * statistics stay the answer's). With all_logits != NULL
  * (no grad), every position is scored instead, with the next token as its
  * target, and the logits are copied out (positions x n_vocab, in order). */
 void jq_pt_group_pass(const jq_pt_model *m, jq_pt_work *w,
                       const jq_pt_seq *seqs, int n, float loss_scale,
-                      float *grad, jq_pt_stats *st, float *all_logits);
+                      float ctx_scale, float *grad, jq_pt_stats *st,
+                      float *all_logits);
 
 /* The trainer's state (pretrain.c) for pretrain_ckpt.c: its model, AdamW
  * moments (n_params each) and completed steps. */

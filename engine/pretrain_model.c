@@ -225,6 +225,7 @@ struct jq_pt_work {
     int64_t *rows;   /* (T) row index in the group */
     int32_t *target; /* (T) */
     int32_t *seq_of; /* (T) which sequence the row belongs to */
+    unsigned char *is_ctx; /* (T) the row predicts a prompt token */
     float *xf;       /* (T, n_embd) output-normed */
     float *logits;   /* (T, n_vocab), then their gradient */
     float *dxf;      /* (T, n_embd) */
@@ -246,6 +247,7 @@ void jq_pt_work_free(jq_pt_work *w)
     free(w->target);
     free(w->seq_of);
     free(w->seq_ok);
+    free(w->is_ctx);
     free(w->arena);
     free(w);
 }
@@ -281,9 +283,10 @@ jq_pt_work *jq_pt_work_new(const jq_pt_model *m, int64_t cap_tokens,
     w->target = malloc(T * sizeof *w->target);
     w->seq_of = malloc(T * sizeof *w->seq_of);
     w->seq_ok = malloc(T);
+    w->is_ctx = malloc(T);
     w->arena = malloc(total * sizeof(float));
     if (!w->x || !w->rows || !w->target || !w->seq_of || !w->seq_ok ||
-        !w->arena) {
+        !w->is_ctx || !w->arena) {
         jq_pt_work_free(w);
         return NULL;
     }
@@ -575,7 +578,8 @@ static int32_t argmax(const float *x, int64_t n)
 
 void jq_pt_group_pass(const jq_pt_model *m, jq_pt_work *w,
                       const jq_pt_seq *seqs, int n, float loss_scale,
-                      float *grad, jq_pt_stats *st, float *all_logits)
+                      float ctx_scale, float *grad, jq_pt_stats *st,
+                      float *all_logits)
 {
     const jq_pt_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd, V = hp->n_vocab;
@@ -587,12 +591,15 @@ void jq_pt_group_pass(const jq_pt_model *m, jq_pt_work *w,
     for (int s = 0; s < n; s++) {
         sp[s].off = T;
         sp[s].len = jq_pt_seq_positions(&seqs[s]);
-        /* the scored rows: position i predicts token i + 1 */
-        const int64_t first = all_logits ? 0 : seqs[s].n_prompt - 1;
+        /* the scored rows: position i predicts token i + 1; rows before
+         * the answer's are the prompt's (context rows) */
+        const int64_t answer = seqs[s].n_prompt - 1;
+        const int64_t first = all_logits || ctx_scale > 0 ? 0 : answer;
         for (int64_t i = first; i < sp[s].len; i++) {
             w->rows[R] = T + i;
             w->target[R] = seqs[s].tokens[i + 1];
             w->seq_of[R] = s;
+            w->is_ctx[R] = !all_logits && i < answer;
             R++;
         }
         T += sp[s].len;
@@ -623,16 +630,23 @@ void jq_pt_group_pass(const jq_pt_model *m, jq_pt_work *w,
         double sum = 0.0;
         for (int64_t j = 0; j < V; j++)
             sum += exp((double)(z[j] - max));
-        st->loss_sum += (double)max + log(sum) - (double)zy;
-        st->n_tokens++;
-        st->n_correct += correct;
-        if (!correct)
-            w->seq_ok[w->seq_of[r]] = 0;
+        const double loss = (double)max + log(sum) - (double)zy;
+        if (w->is_ctx[r]) {
+            st->ctx_loss_sum += loss;
+            st->n_ctx_tokens++;
+        } else {
+            st->loss_sum += loss;
+            st->n_tokens++;
+            st->n_correct += correct;
+            if (!correct)
+                w->seq_ok[w->seq_of[r]] = 0;
+        }
         if (grad) {
+            const float scale = w->is_ctx[r] ? ctx_scale : loss_scale;
             jq_softmax(z, V);
             z[y] -= 1.0f;
             for (int64_t j = 0; j < V; j++)
-                z[j] *= loss_scale;
+                z[j] *= scale;
         }
     }
     st->n_seq += n;
@@ -677,7 +691,7 @@ int jq_pt_logits(const jq_pt_model *m, const int32_t *tokens, int32_t n,
     int rc = jq_pt_seq_check(m, &s, err, errlen);
     if (rc == 0) {
         jq_pt_stats st = {0};
-        jq_pt_group_pass(m, w, &s, 1, 0.0f, NULL, &st, logits);
+        jq_pt_group_pass(m, w, &s, 1, 0.0f, 0.0f, NULL, &st, logits);
     }
     jq_pt_work_free(w);
     free(tok);

@@ -65,7 +65,7 @@ static double mean_loss(const jq_pt_model *m, jq_pt_work *w,
                         const jq_pt_seq *s, int n)
 {
     jq_pt_stats st = {0};
-    jq_pt_group_pass(m, w, s, n, 0.0f, NULL, &st, NULL);
+    jq_pt_group_pass(m, w, s, n, 0.0f, 0.0f, NULL, &st, NULL);
     return st.loss_sum / (double)st.n_tokens;
 }
 
@@ -104,7 +104,8 @@ static void gradient_matches_fd(bool tie)
     float *grad = calloc(m->n_params, sizeof *grad);
     assert_non_null(grad);
     jq_pt_stats st = {0};
-    jq_pt_group_pass(m, w, seqs, 2, 1.0f / (float)n_scored, grad, &st, NULL);
+    jq_pt_group_pass(m, w, seqs, 2, 1.0f / (float)n_scored, 0.0f, grad, &st,
+                     NULL);
     assert_int_equal(st.n_tokens, n_scored);
 
     int checked = 0;
@@ -167,6 +168,79 @@ static void test_gradient_matches_fd_tied(void **state)
 {
     (void)state;
     gradient_matches_fd(true);
+}
+
+/* --context-loss: the prompt's next-token loss joins the objective with
+ * its own scale, f = ls * (answer losses) + cs * (prompt losses), and its
+ * gradient is checked against finite differences of exactly that f (same
+ * stencil and tolerance as above). The answer statistics stay the
+ * answer's: what the progress line and the held-out accuracy report. */
+static double combined_loss(const jq_pt_model *m, jq_pt_work *w,
+                            const jq_pt_seq *s, int n, float ls, float cs)
+{
+    jq_pt_stats st = {0};
+    jq_pt_group_pass(m, w, s, n, 0.0f, cs, NULL, &st, NULL);
+    return (double)ls * st.loss_sum + (double)cs * st.ctx_loss_sum;
+}
+
+static void test_context_loss_gradient(void **state)
+{
+    (void)state;
+    jq_pt_model *m = tiny_model(24, 16, 2, 4, 2, 20, 96, 11);
+    jqt_rng r;
+    jqt_rng_seed(&r, 7);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const jq_pt_tensor *t = &m->tensors[i];
+        for (size_t j = 0; j < (size_t)(t->rows * t->cols); j++)
+            m->params[t->offset + j] =
+                t->rows == 1 ? jqt_rng_uniform(&r, 0.5f, 1.5f)
+                             : jqt_rng_uniform(&r, -0.5f, 0.5f);
+    }
+    int32_t *a = random_tokens(&r, 40, 24), *b = random_tokens(&r, 12, 24);
+    const jq_pt_seq seqs[2] = {{a, 40, 30}, {b, 12, 6}};
+    const int64_t n_ans = (40 - 30) + (12 - 6), n_ctx = (30 - 1) + (6 - 1);
+    const float ls = 1.0f / (float)n_ans, cs = 0.5f / (float)n_ctx;
+    jq_pt_work *w = jq_pt_work_new(m, 64, 64);
+    assert_non_null(w);
+    float *grad = calloc(m->n_params, sizeof *grad);
+    assert_non_null(grad);
+    jq_pt_stats st = {0};
+    jq_pt_group_pass(m, w, seqs, 2, ls, cs, grad, &st, NULL);
+    assert_int_equal(st.n_tokens, n_ans);
+    assert_int_equal(st.n_ctx_tokens, n_ctx);
+    assert_true(st.ctx_loss_sum > 0);
+    /* without it, nothing of the prompt is scored */
+    jq_pt_stats st0 = {0};
+    jq_pt_group_pass(m, w, seqs, 2, ls, 0.0f, NULL, &st0, NULL);
+    assert_int_equal(st0.n_ctx_tokens, 0);
+    assert_true(st0.loss_sum == st.loss_sum);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const jq_pt_tensor *t = &m->tensors[i];
+        const size_t n = (size_t)(t->rows * t->cols);
+        for (int c = 0; c < 3; c++) {
+            const size_t j = jqt_rng_u64(&r) % n;
+            float *p = &m->params[t->offset + j];
+            const float x0 = *p;
+            double f[4];
+            const float hs[4] = {-2e-2f, -1e-2f, 1e-2f, 2e-2f};
+            for (int k = 0; k < 4; k++) {
+                *p = x0 + hs[k];
+                f[k] = combined_loss(m, w, seqs, 2, ls, cs);
+            }
+            *p = x0;
+            const double h = (double)((x0 + 1e-2f) - x0);
+            const double fd = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h);
+            const double g = grad[t->offset + j];
+            if (!(fabs(g - fd) <= 2e-4 + 1e-2 * fabs(fd)))
+                fail_msg("%s[%zu]: backward %.6g, finite differences %.6g",
+                         t->name, j, g, fd);
+        }
+    }
+    free(grad);
+    jq_pt_work_free(w);
+    free(a);
+    free(b);
+    jq_pt_model_free(m);
 }
 
 /* -------------------------------------------- attention vs naive */
@@ -736,6 +810,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradient_matches_fd),
         cmocka_unit_test(test_gradient_matches_fd_tied),
+        cmocka_unit_test(test_context_loss_gradient),
         cmocka_unit_test(test_attention_matches_naive),
         cmocka_unit_test(test_adamw_by_hand),
         cmocka_unit_test(test_tiny_run_loss_falls),

@@ -60,6 +60,8 @@ static void test_help_and_usage_errors(void **state)
         {"pretrain --out x.gguf extra", "unexpected argument"},
         {"pretrain --out x.gguf --digits 0", "--digits"},
         {"pretrain --out x.gguf --digits 7", "--digits"},
+        {"pretrain --out x.gguf --context-loss -1", "--context-loss"},
+        {"pretrain --out x.gguf --context-loss 101", "--context-loss"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         out = judgeq(bad[i].args, &rc, &err);
@@ -325,6 +327,37 @@ static void test_init_from_continues_a_stage(void **state)
 /* --tie-embeddings: the written model has no output.weight, loads with a
  * tied classifier, and a checkpoint of it resumes (the option is part of
  * the model's shape). */
+/* --context-loss trains the prompt's next-token prediction too: the
+ * progress line shows its loss, and it is part of what a checkpoint must
+ * match on --resume */
+static void test_context_loss(void **state)
+{
+    (void)state;
+    const char *dir = jqt_tmpdir();
+    int rc;
+    char *err;
+    char *args = jqt_fmt("pretrain " TINY "--context-loss 1 --steps 4 "
+                         "--save-every 2 --eval-every 100 --log-every 1 "
+                         "--out '%s/ctx.gguf'", dir);
+    char *out = judgeq(args, &rc, &err);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, err);
+    assert_non_null(strstr(err, "prompt loss"));
+    free(out);
+    free(err);
+    /* the same run without it may not continue that checkpoint */
+    char *again = jqt_fmt("pretrain " TINY "--steps 4 --save-every 2 "
+                          "--eval-every 100 --out '%s/ctx.gguf' --resume",
+                          dir);
+    out = judgeq(again, &rc, &err);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(err, "context_loss"));
+    free(out);
+    free(err);
+    free(again);
+    free(args);
+}
+
 static void test_tied_embeddings(void **state)
 {
     (void)state;
@@ -370,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_interrupt_and_resume_bit_exact),
         cmocka_unit_test(test_init_from_continues_a_stage),
         cmocka_unit_test(test_tied_embeddings),
+        cmocka_unit_test(test_context_loss),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
