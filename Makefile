@@ -92,7 +92,11 @@ all: deps
 	@$(MAKE) --no-print-directory build-all
 
 .PHONY: build-all
-build-all: $(JUDGEQ) $(JUDGEQD) $(CLIENT_SO) $(TEST_BIN)
+# The benchmark programs are built with everything else so that a change
+# that breaks one fails the build, not the next person who measures.
+BENCH_BIN := $(addprefix $(B)/bench/,kernel_bench stream_read insn_throughput \
+                 pretrain_bench ar_probe)
+build-all: $(JUDGEQ) $(JUDGEQD) $(CLIENT_SO) $(TEST_BIN) $(BENCH_BIN)
 
 # Debian packages the build and the tests need. Installed only when missing;
 # as root directly, otherwise through sudo.
