@@ -97,6 +97,7 @@ static void usage(FILE *f)
           "       [--context-loss W] [--n-embd N] [--n-layer N] "
           "[--n-head N]\n"
           "       [--threads N] [--seed S] [--log-every N] [--init-scale X]\n"
+          "       [--rope-base X]\n"
           "Trains a llama model from random initialisation on a tiny\n"
           "synthetic task with judgeq's pretraining trainer and prints the\n"
           "answer accuracy as it goes (see the top of bench/ar_probe.c).\n"
@@ -125,7 +126,8 @@ int main(int argc, char **argv)
         {"n-embd", 1, 0, 'e'},   {"n-layer", 1, 0, 'L'},
         {"n-head", 1, 0, 'H'},   {"threads", 1, 0, 'j'},
         {"seed", 1, 0, 'S'},     {"log-every", 1, 0, 'g'},
-        {"init-scale", 1, 0, 'i'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"init-scale", 1, 0, 'i'}, {"rope-base", 1, 0, 'R'},
+        {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
         switch (c) {
         case 't':
@@ -149,6 +151,7 @@ int main(int argc, char **argv)
         case 'S': seed = strtoull(optarg, NULL, 10); break;
         case 'g': every = atoi(optarg); break;
         case 'i': init_scale = atof(optarg); break;
+        case 'R': hp.rope_base = (float)atof(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

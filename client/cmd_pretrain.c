@@ -51,6 +51,9 @@ static const jq_cmd_info pretrain_info = {
     "                          1024)\n"
     "      --tie-embeddings    the classifier is the token embedding (no\n"
     "                          output.weight, as Llama-3.2-1B)\n"
+    "      --rope-base X       RoPE frequency base (default 10000); a larger\n"
+    "                          base keeps more of a small head's rotation\n"
+    "                          pairs aligned over long distances\n"
     "optimisation:\n"
     "      --steps N           optimizer steps (default 3000)\n"
     "      --batch N           examples per step (default 32)\n"
@@ -120,7 +123,7 @@ enum {
     OPT_SEED, OPT_GROUP, OPT_CURRICULUM, OPT_DIFFICULTY, OPT_TASKS,
     OPT_QFIRST, OPT_MINFRAC, OPT_OUT_TYPE, OPT_CKPT, OPT_RESUME, OPT_SAVE,
     OPT_EVAL, OPT_EVAL_BATCH, OPT_LOG, OPT_THREADS, OPT_SLOTS, OPT_INIT_FROM,
-    OPT_DIGITS, OPT_TIE, OPT_CTX_LOSS
+    OPT_DIGITS, OPT_TIE, OPT_CTX_LOSS, OPT_ROPE_BASE
 };
 
 static void parse(int argc, char **argv, pretrain_args *a)
@@ -134,6 +137,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
         {"n-ff", required_argument, 0, OPT_FF},
         {"ctx", required_argument, 0, OPT_CTX},
         {"tie-embeddings", no_argument, 0, OPT_TIE},
+        {"rope-base", required_argument, 0, OPT_ROPE_BASE},
         {"steps", required_argument, 0, OPT_STEPS},
         {"batch", required_argument, 0, OPT_BATCH},
         {"lr", required_argument, 0, OPT_LR},
@@ -194,6 +198,7 @@ static void parse(int argc, char **argv, pretrain_args *a)
         case OPT_HEAD_KV: a->hp.n_head_kv = (int32_t)jq_cli_int(I, "--n-head-kv", optarg, 1, 1024); break;
         case OPT_FF: a->hp.n_ff = (int32_t)jq_cli_int(I, "--n-ff", optarg, 1, 1 << 16); break;
         case OPT_TIE: a->hp.tie_embd = true; break;
+        case OPT_ROPE_BASE: a->hp.rope_base = (float)jq_cli_float(I, "--rope-base", optarg, 1, 1e9); break;
         case OPT_CTX: a->hp.n_ctx = (int32_t)jq_cli_int(I, "--ctx", optarg, 64, 1 << 16); break;
         case OPT_STEPS: a->o.steps = jq_cli_int(I, "--steps", optarg, 1, 100000000); break;
         case OPT_BATCH: a->batch = (int32_t)jq_cli_int(I, "--batch", optarg, 1, 65536); break;
@@ -274,11 +279,15 @@ static char *describe(const pretrain_args *a)
         return NULL;
     const jq_pt_hparams *h = &a->hp;
     const jq_pt_opts *o = &a->o;
-    /* only when used, so checkpoints of earlier recipes still resume */
-    char ctx_loss[64] = "";
+    /* only when used (or not the default), so checkpoints of earlier
+     * recipes still resume */
+    char ctx_loss[128] = "";
     if (o->context_loss > 0)
         snprintf(ctx_loss, sizeof ctx_loss, "context_loss=%.9g\n",
                  (double)o->context_loss);
+    if (h->rope_base != 10000.0f)
+        snprintf(ctx_loss + strlen(ctx_loss), sizeof ctx_loss - strlen(ctx_loss),
+                 "rope_base=%.9g\n", (double)h->rope_base);
     char *s = NULL;
     if (asprintf(&s,
                  "n_vocab=%d\nn_embd=%d\nn_layer=%d\nn_head=%d\nn_head_kv=%d\n"

@@ -62,6 +62,7 @@ static void test_help_and_usage_errors(void **state)
         {"pretrain --out x.gguf --digits 7", "--digits"},
         {"pretrain --out x.gguf --context-loss -1", "--context-loss"},
         {"pretrain --out x.gguf --context-loss 101", "--context-loss"},
+        {"pretrain --out x.gguf --rope-base 0.5", "--rope-base"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         out = judgeq(bad[i].args, &rc, &err);
@@ -358,6 +359,32 @@ static void test_context_loss(void **state)
     free(args);
 }
 
+/* --rope-base reaches the exported model (llama.rope.freq_base, which
+ * judgeq and llama.cpp read) */
+static void test_rope_base(void **state)
+{
+    (void)state;
+    const char *dir = jqt_tmpdir();
+    int rc;
+    char *err;
+    char *args = jqt_fmt("pretrain " TINY "--rope-base 500000 --steps 3 "
+                         "--eval-every 100 --out '%s/rope.gguf'", dir);
+    char *out = judgeq(args, &rc, &err);
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, err);
+    free(out);
+    free(err);
+    char *path = jqt_fmt("%s/rope.gguf", dir);
+    char e[512];
+    jq_model *m = jq_model_load(path, e, sizeof e);
+    if (!m)
+        fail_msg("%s", e);
+    assert_true(m->hp.rope_base == 500000.0f);
+    jq_model_free(m);
+    free(path);
+    free(args);
+}
+
 static void test_tied_embeddings(void **state)
 {
     (void)state;
@@ -404,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_init_from_continues_a_stage),
         cmocka_unit_test(test_tied_embeddings),
         cmocka_unit_test(test_context_loss),
+        cmocka_unit_test(test_rope_base),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
