@@ -12,6 +12,13 @@
  *                                            at a fixed offset
  *   ar       k1 v1 .. kn vn SEP kq -> vq     associative recall: find kq,
  *                                            answer the token after it
+ *   ar-all   k1 v1 .. kn vn SEP, then every pair again in a random order
+ *                                            (loss from the first asked
+ *                                            key's value on): n binding
+ *                                            targets per sequence instead
+ *                                            of one; its accuracy is that
+ *                                            of the asked values, on a
+ *                                            held-out batch
  *   ar-echo  k1 v1 k1 .. kn vn kn SEP kq -> vq   the same, each pair
  *                                            followed by its key again,
  *                                            so that with --context-loss
@@ -32,7 +39,7 @@
 #include "pretrain.h"
 #include "thread_pool.h"
 
-enum { TASK_PREV, TASK_COPY, TASK_AR, TASK_AR_ECHO };
+enum { TASK_PREV, TASK_COPY, TASK_AR, TASK_AR_ECHO, TASK_AR_ALL };
 enum { MAX_N = 64, MAX_LEN = 4 * MAX_N + 8, KEYS = 100, SEP = 5 };
 
 typedef struct {
@@ -82,6 +89,23 @@ static jq_pt_seq make(int task, int n, int values, rng *r, int32_t *tok)
         if (task == TASK_AR_ECHO)
             tok[L++] = k[i];
     }
+    if (task == TASK_AR_ALL) {
+        int order[MAX_N];
+        for (int i = 0; i < n; i++)
+            order[i] = i;
+        for (int i = n - 1; i > 0; i--) {
+            const int j = (int)(next(r) % (uint32_t)(i + 1)), t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        tok[L++] = SEP;
+        const int prompt = L + 1;
+        for (int i = 0; i < n; i++) {
+            tok[L++] = k[order[i]];
+            tok[L++] = v[order[i]];
+        }
+        return (jq_pt_seq){tok, L, prompt};
+    }
     const int q = (int)(next(r) % (uint32_t)n);
     tok[L++] = SEP;
     tok[L++] = k[q];
@@ -89,9 +113,34 @@ static jq_pt_seq make(int task, int n, int values, rng *r, int32_t *tok)
     return (jq_pt_seq){tok, L, L - 1};
 }
 
+/* ar-all: the share of asked values (every second token after the
+ * prompt's last) that the model predicts, over 64 held-out sequences */
+static double asked_value_accuracy(const jq_pt_model *m, int n, int values,
+                                   int32_t *tok, float *logits)
+{
+    rng r = {0x5eedULL};
+    int ok = 0, total = 0;
+    for (int e = 0; e < 64; e++) {
+        const jq_pt_seq s = make(TASK_AR_ALL, n, values, &r, tok);
+        char err[256];
+        if (jq_pt_logits(m, tok, s.n_tokens - 1, logits, err, sizeof err) != 0)
+            return -1;
+        for (int p = s.n_prompt; p < s.n_tokens; p += 2) {
+            const float *z = logits + (size_t)(p - 1) * (size_t)m->hp.n_vocab;
+            int best = 0;
+            for (int j = 1; j < m->hp.n_vocab; j++)
+                if (z[j] > z[best])
+                    best = j;
+            ok += best == tok[p];
+            total++;
+        }
+    }
+    return (double)ok / total;
+}
+
 static void usage(FILE *f)
 {
-    fputs("usage: ar_probe [--task prev|copy|ar|ar-echo] [--items N] "
+    fputs("usage: ar_probe [--task prev|copy|ar|ar-echo|ar-all] [--items N] "
           "[--values N]\n"
           "       [--steps N] [--batch N] [--lr X] [--weight-decay X]\n"
           "       [--context-loss W] [--n-embd N] [--n-layer N] "
@@ -135,6 +184,7 @@ int main(int argc, char **argv)
                    : !strcmp(optarg, "copy")    ? TASK_COPY
                    : !strcmp(optarg, "ar")      ? TASK_AR
                    : !strcmp(optarg, "ar-echo") ? TASK_AR_ECHO
+                   : !strcmp(optarg, "ar-all")  ? TASK_AR_ALL
                                                 : -1;
             break;
         case 'n': n = atoi(optarg); break;
@@ -182,8 +232,10 @@ int main(int argc, char **argv)
     jq_pt_trainer *t = pool ? jq_pt_trainer_new(m, &o, pool, err, sizeof err)
                             : NULL;
     int32_t *tok = malloc((size_t)batch * MAX_LEN * sizeof *tok);
+    int32_t *heldout = malloc(MAX_LEN * sizeof *heldout);
+    float *logits = malloc((size_t)MAX_LEN * (size_t)hp.n_vocab * sizeof *logits);
     jq_pt_seq *seqs = malloc((size_t)batch * sizeof *seqs);
-    if (!t || !tok || !seqs) {
+    if (!t || !tok || !seqs || !heldout || !logits) {
         fprintf(stderr, "ar_probe: %s\n", t ? "out of memory" : err);
         return 1;
     }
@@ -203,7 +255,9 @@ int main(int argc, char **argv)
         if (info.stats.n_ctx_tokens > 0)
             ctx_window += info.stats.ctx_loss_sum / (double)info.stats.n_ctx_tokens;
         if (++in_window == every || step + 1 == o.steps) {
-            last_acc = acc_window / in_window;
+            last_acc = task == TASK_AR_ALL
+                           ? asked_value_accuracy(m, n, values, heldout, logits)
+                           : acc_window / in_window;
             fprintf(stderr, "step %lld  answer accuracy %.3f  loss %.4f",
                     (long long)step + 1, last_acc, loss_window / in_window);
             if (o.context_loss > 0)
@@ -215,12 +269,14 @@ int main(int argc, char **argv)
     }
     printf("{\"task\": \"%s\", \"items\": %d, \"steps\": %lld, \"batch\": %d, "
            "\"final_accuracy\": %.4f}\n",
-           (const char *[]){"prev", "copy", "ar", "ar-echo"}[task], n,
+           (const char *[]){"prev", "copy", "ar", "ar-echo", "ar-all"}[task], n,
            (long long)o.steps, batch, last_acc);
     jq_pt_trainer_free(t);
     jq_thread_pool_free(pool);
     jq_pt_model_free(m);
     free(tok);
     free(seqs);
+    free(heldout);
+    free(logits);
     return 0;
 }
