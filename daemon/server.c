@@ -1541,9 +1541,11 @@ static void shutdown_teardown(jq_daemon *d)
     close_handle((uv_handle_t *)&d->sig_term);
     close_handle((uv_handle_t *)&d->sig_int);
     close_handle((uv_handle_t *)&d->sig_hup);
-    /* closing the last uv_signal_t of a signal restores SIG_DFL; the
-     * daemon is leaving, so a second SIGTERM from an impatient supervisor
-     * must not turn exit 0 into a death by signal */
+    /* the daemon is leaving: a second SIGTERM from an impatient
+     * supervisor must not turn exit 0 into a death by signal. Closing the
+     * last uv_signal_t of a signal would restore SIG_DFL, which is why
+     * keep_signal_handlers() holds one more watcher of each that is never
+     * closed; from here on they are ignored outright */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
@@ -1648,6 +1650,33 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ------------------------------------------------------------ setup */
 
+static void ignore_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+}
+
+/* One more watcher of SIGTERM, SIGINT and SIGHUP, on a loop of its own
+ * that never runs and is never closed. Why: libuv restores SIG_DFL when
+ * the last watcher of a signal closes, and teardown closes the daemon's;
+ * a SIGTERM landing between that and teardown's SIG_IGN killed the daemon
+ * (seen under ASan when a supervisor sent SIGTERM twice). With these, the
+ * libuv handler stays installed and such a signal only wakes nobody. */
+static void keep_signal_handlers(void)
+{
+    static uv_loop_t keeper; /* jq_server_init runs on one thread */
+    static uv_signal_t sig[3];
+    static const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
+    if (keeper.data == &keeper) /* a second daemon in this process */
+        return;
+    if (uv_loop_init(&keeper) != 0)
+        return; /* then only the window stays, as before */
+    keeper.data = &keeper;
+    for (int i = 0; i < 3; i++)
+        if (uv_signal_init(&keeper, &sig[i]) == 0)
+            uv_signal_start(&sig[i], ignore_signal, signums[i]);
+}
+
 int jq_server_init(jq_daemon *d, char *err, size_t errlen)
 {
     d->loop = malloc(sizeof *d->loop);
@@ -1676,6 +1705,7 @@ int jq_server_init(jq_daemon *d, char *err, size_t errlen)
     uv_signal_start(&d->sig_term, on_signal, SIGTERM);
     uv_signal_start(&d->sig_int, on_signal, SIGINT);
     uv_signal_start(&d->sig_hup, on_signal, SIGHUP);
+    keep_signal_handlers();
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }
